@@ -1,0 +1,102 @@
+"""The ``ortel`` command line: one click group."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import OPTIONS, ConfigError, build_settings, load_file
+
+
+def fail(message: str) -> None:
+    """Bad input: one clear line on stderr, exit code 2, no traceback."""
+    click.echo(f"ortel: error: {message}", err=True)
+    sys.exit(2)
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is None:
+        return
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **load_file(value)}
+    except ConfigError as e:
+        fail(str(e))
+
+
+def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The serve options, generated from config.OPTIONS (flags, env vars and file keys)."""
+    for o in reversed(OPTIONS):
+        if o.flag:
+            fn = click.option(o.opt + "/" + o.opt.replace("--", "--no-"), o.name,
+                              default=o.default, envvar=o.envvar, show_envvar=True,
+                              help=o.help)(fn)
+        else:
+            fn = click.option(o.opt, o.name, type=o.type, default=o.default, envvar=o.envvar,
+                              show_default=True, show_envvar=True, help=o.help)(fn)
+    fn = click.option("--check-config", is_flag=True,
+                      help="Validate the settings (file, env, flags) and exit.")(fn)
+    return click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+                        envvar="ORTEL_CONFIG", show_envvar=True, is_eager=True,
+                        expose_value=False, callback=_load_config,
+                        help="YAML, JSON or TOML file with the same keys as these flags.")(fn)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ortel")
+def cli() -> None:
+    """ortel: what an inference costs, exported to Prometheus."""
+
+
+def _serve(check_config: bool, demo_default: bool = False, **params: Any) -> None:
+    params["demo"] = params["demo"] or demo_default
+    try:
+        settings = build_settings(params)
+    except ConfigError as e:
+        fail(str(e))
+    if check_config:
+        click.echo(f"ortel: config OK (listen {settings.host}:{settings.port}, collectors "
+                   f"{','.join(settings.collectors)})")
+        return
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="ortel: %(levelname)s: %(message)s")
+    from .daemon import Daemon
+
+    try:
+        daemon = Daemon(settings)
+    except OSError as e:
+        fail(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}")
+    daemon.run()
+
+
+@cli.command()
+@serve_options
+def serve(**params: Any) -> None:
+    """Run the exporter daemon: sample the host, merge instrumented processes, serve /metrics."""
+    _serve(**params)
+
+
+@cli.command()
+@serve_options
+def demo(**params: Any) -> None:
+    """Same as ``serve --demo``: a bundled model runs through the shim so metrics appear at once."""
+    _serve(demo_default=True, **params)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        rv = cli.main(args=argv, prog_name="ortel", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:  # bad flags: one line, not usage + error
+        fail(e.format_message())
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

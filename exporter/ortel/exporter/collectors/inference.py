@@ -1,0 +1,43 @@
+"""Inference metrics of every instrumented process on the host, merged from snapshot files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ortel.instrumentation import catalog as c
+from ortel.instrumentation.readings import Reading
+from ortel.instrumentation.state import readings
+
+from ..multiproc import MultiprocReader
+from .base import Collector, CollectorSpec, NoDataError
+
+
+class InferenceCollector(Collector):
+    name = "inference"
+
+    def __init__(self, multiproc_dir: Path | None, procfs: Path = Path("/proc"),
+                 window_seconds: float = 60.0) -> None:
+        self.window_seconds = window_seconds
+        self._reader = None if multiproc_dir is None else MultiprocReader(
+            multiproc_dir, procfs, window_seconds)
+
+    def collect(self) -> Iterator[Reading]:
+        if self._reader is None:
+            raise NoDataError("no multiprocess directory (--multiproc-dir / ORTEL_MULTIPROC_DIR)")
+        if not self._reader.directory.is_dir():
+            raise NoDataError(f"{self._reader.directory} does not exist yet")
+        result = self._reader.read()
+        now = time.time()
+        out = list(readings(result.series.values(), now, self.window_seconds))
+        out.append(Reading(c.MULTIPROC_PROCESSES, ("live",), float(result.live)))
+        out.append(Reading(c.MULTIPROC_PROCESSES, ("exited",), float(result.archived)))
+        out.append(Reading(c.MULTIPROC_BAD_FILES, (), float(self._reader.bad_files_total)))
+        yield from out
+
+
+SPEC = CollectorSpec(
+    "inference", True,
+    lambda o: InferenceCollector(o.multiproc_dir, o.procfs, o.window_seconds),
+    "inference metrics merged from instrumented processes' snapshots (--multiproc-dir)")

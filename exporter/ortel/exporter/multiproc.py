@@ -1,0 +1,167 @@
+"""Reading the multiprocess directory: every instrumented process's snapshot, merged.
+
+Live processes' snapshots are read as they are. A process that has exited keeps its counts: its
+last snapshot is merged into ``ortel-archive.json`` and then deleted (compaction), so counters never
+go backwards and the directory does not grow with every short-lived worker. The archive lists the
+snapshots it absorbed, so a crash between writing the archive and deleting the snapshot cannot
+count it twice. The archive outlives daemon restarts (document: counters continue); a directory on
+tmpfs is cleared at reboot, which Prometheus sees as an ordinary counter reset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ortel.instrumentation.multiproc import FORMAT, process_start_ticks
+from ortel.instrumentation.state import SeriesState, merge_all
+
+log = logging.getLogger("ortel.exporter")
+
+SNAPSHOT_RE = re.compile(r"^ortel-(\d+)-(\d+)\.json$")
+ARCHIVE = "ortel-archive.json"
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a snapshot this large is not ours
+
+
+def instrumented_pids(directory: Path | None) -> list[int]:
+    """Pids that have a snapshot file in the directory (live or not: callers check /proc)."""
+    if directory is None:
+        return []
+    try:
+        names = [p.name for p in Path(directory).iterdir()]
+    except OSError:
+        return []
+    return sorted({int(m.group(1)) for n in names if (m := SNAPSHOT_RE.match(n))})
+
+
+def _load(path: Path) -> list[SeriesState]:
+    """Parse a snapshot or archive; raises ValueError on anything malformed."""
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError("file too large")
+    try:
+        doc = json.loads(path.read_bytes())
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError("not an ortel snapshot")
+        series = doc["series"]
+        if not isinstance(series, list):
+            raise ValueError("series must be a list")
+        out = [SeriesState.from_json(s) for s in series]
+        merge_all([out])  # proves the series agree with each other (same buckets per key)
+        return out
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"malformed snapshot ({type(e).__name__}: {e})") from None
+
+
+@dataclass
+class MergeResult:
+    series: dict[tuple[str, str], SeriesState]
+    live: int = 0
+    archived: int = 0
+    bad_files: list[str] = field(default_factory=list)
+
+
+class MultiprocReader:
+    def __init__(self, directory: Path, procfs: Path = Path("/proc"),
+                 window_seconds: float = 60.0) -> None:
+        self.directory = Path(directory)
+        self.procfs = Path(procfs)
+        self.window_seconds = window_seconds
+        self._bad_seen: set[str] = set()
+        self.bad_files_total = 0
+
+    def _alive(self, pid: int, start: int) -> bool:
+        if not (self.procfs / str(pid)).exists():
+            return False
+        # start == 0: the writer could not read its start time; trust the pid alone.
+        return start == 0 or process_start_ticks(pid, self.procfs) == start
+
+    def _bad(self, name: str, why: str) -> None:
+        if name not in self._bad_seen:  # one line per bad file, not one per scrape
+            self._bad_seen.add(name)
+            self.bad_files_total += 1
+            log.warning("ortel: skipping %s in %s: %s", name, self.directory, why)
+
+    def read(self) -> MergeResult:
+        archive_path = self.directory / ARCHIVE
+        archive: list[SeriesState] = []
+        absorbed: set[str] = set()
+        if archive_path.exists():
+            try:
+                archive = _load(archive_path)
+                absorbed = set(json.loads(archive_path.read_bytes()).get("absorbed", []))
+            except (OSError, ValueError) as e:
+                # Never overwrite an archive we cannot read: that would lose counts for good.
+                self._bad(ARCHIVE, str(e))
+                return self._read_live_only()
+        live: list[list[SeriesState]] = []
+        dead: list[tuple[str, list[SeriesState]]] = []
+        try:
+            names = sorted(p.name for p in self.directory.iterdir())
+        except OSError:
+            return MergeResult({})
+        for name in names:
+            m = SNAPSHOT_RE.match(name)
+            if not m:
+                continue
+            path = self.directory / name
+            if name in absorbed:
+                _unlink(path)  # already in the archive: finish an interrupted compaction
+                continue
+            try:
+                states = _load(path)
+            except (OSError, ValueError) as e:
+                self._bad(name, str(e))
+                continue
+            if self._alive(int(m.group(1)), int(m.group(2))):
+                live.append(states)
+            else:
+                dead.append((name, states))
+        if dead:
+            archive = self._compact(archive_path, archive, absorbed, dead)
+        now = time.time()
+        merged = merge_all([archive, *live])
+        for s in merged.values():
+            s.prune(now, self.window_seconds)
+        n_archived = len(absorbed) + len(dead)
+        return MergeResult(merged, live=len(live), archived=n_archived)
+
+    def _read_live_only(self) -> MergeResult:
+        groups = []
+        for name in sorted(os.listdir(self.directory)):
+            if SNAPSHOT_RE.match(name):
+                try:
+                    groups.append(_load(self.directory / name))
+                except (OSError, ValueError) as e:
+                    self._bad(name, str(e))
+        return MergeResult(merge_all(groups), live=len(groups))
+
+    def _compact(self, path: Path, archive: list[SeriesState], absorbed: set[str],
+                 dead: list[tuple[str, list[SeriesState]]]) -> list[SeriesState]:
+        merged = merge_all([archive] + [s for _, s in dead])
+        now = time.time()
+        for s in merged.values():
+            s.prune(now, self.window_seconds)
+        # Names whose files are gone need no remembering; the new ones do until deleted.
+        keep = {n for n in absorbed if (self.directory / n).exists()} | {n for n, _ in dead}
+        doc = {"format": FORMAT, "version": 1, "written": now, "absorbed": sorted(keep),
+               "series": [s.to_json() for s in merged.values()]}
+        tmp = self.directory / f".{ARCHIVE}.tmp"
+        tmp.write_text(json.dumps(doc, separators=(",", ":")))
+        os.replace(tmp, path)
+        for name, _ in dead:
+            _unlink(self.directory / name)
+        return list(merged.values())
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("ortel: cannot remove %s: %s", path, e)

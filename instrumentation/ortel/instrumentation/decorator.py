@@ -1,0 +1,104 @@
+"""``@profiled`` and ``track``: time any inference callable or block."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any, TypeVar
+
+from .recorder import RECORDER, Recorder, Series
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def profiled(model: str, *, provider: str = "unknown", sla_seconds: float | None = None,
+             buckets: tuple[float, ...] | None = None,
+             recorder: Recorder = RECORDER) -> Callable[[F], F]:
+    """Record every call of the decorated function (sync or async) as one inference.
+
+    The first call is also reported as the cold start (``ortel_first_inference_seconds``).
+    """
+    series = recorder.series(model, provider, sla_seconds=sla_seconds, buckets=buckets)
+
+    def decorate(fn: F) -> F:
+        ok = series.ok.append
+        cold = [True]
+
+        def done(t0: int) -> None:
+            dt = perf_counter_ns() - t0
+            if cold[0]:
+                cold[0] = False
+                series.set_first_inference(dt * 1e-9)
+            ok(dt)
+
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                t0 = perf_counter_ns()
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception as exc:
+                    series.error(perf_counter_ns() - t0, exc)
+                    raise
+                done(t0)
+                return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = perf_counter_ns()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                series.error(perf_counter_ns() - t0, exc)
+                raise
+            done(t0)
+            return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+class track:  # noqa: N801 - used like a function: ``with track(model=...) as t``
+    """Time a block as one inference: ``with track(model="m") as t: ...; t.items = 8``.
+
+    An exception escaping the block is recorded as an error and re-raised. Works with
+    ``async with`` too. The first block per (model, provider) in a process is the cold start.
+    """
+
+    __slots__ = ("_series", "_t0", "items")
+
+    def __init__(self, model: str, *, provider: str = "unknown", sla_seconds: float | None = None,
+                 buckets: tuple[float, ...] | None = None, items: int | None = None,
+                 recorder: Recorder = RECORDER) -> None:
+        self._series: Series = recorder.series(model, provider, sla_seconds=sla_seconds,
+                                               buckets=buckets)
+        self.items = items
+        self._t0 = 0
+
+    def __enter__(self) -> track:
+        self._t0 = perf_counter_ns()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        dt = perf_counter_ns() - self._t0
+        s = self._series
+        if exc is not None:
+            if isinstance(exc, Exception):
+                s.error(dt, exc)
+            return
+        if s.claim_cold():
+            s.set_first_inference(dt * 1e-9)
+        s.ok.append(dt)
+        if self.items is not None:
+            s.items.append(int(self.items))
+
+    async def __aenter__(self) -> track:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)

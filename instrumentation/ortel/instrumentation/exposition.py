@@ -1,0 +1,71 @@
+"""Readings → prometheus_client metric families. The only place that knows the text formats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.utils import floatToGoString
+
+from .catalog import MetricDef
+from .readings import HistogramValue, Reading, SummaryValue
+
+
+def _unit(m: MetricDef) -> str:
+    # prometheus_client appends the unit to a name that lacks it: only declare what the name has.
+    return m.unit if m.unit and m.family_name.endswith("_" + m.unit) else ""
+
+
+def _family(m: MetricDef) -> Metric:
+    kw = {"labels": m.labels, "unit": _unit(m)}
+    if m.kind == "counter":
+        return CounterMetricFamily(m.family_name, m.help, **kw)
+    if m.kind == "histogram":
+        return HistogramMetricFamily(m.family_name, m.help, **kw)
+    if m.kind == "summary":
+        return SummaryMetricFamily(m.family_name, m.help, **kw)
+    return GaugeMetricFamily(m.family_name, m.help, **kw)
+
+
+def to_families(readings: Iterable[Reading]) -> Iterator[Metric]:
+    """Group readings by metric (first-seen order) into families; duplicates keep the last."""
+    families: dict[str, tuple[Metric, dict[tuple[str, ...], object]]] = {}
+    for r in readings:
+        entry = families.get(r.metric.name)
+        if entry is None:
+            entry = families[r.metric.name] = (_family(r.metric), {})
+        entry[1][r.labels] = r.value
+    for fam, samples in families.values():
+        for labels, value in samples.items():
+            if isinstance(value, HistogramValue):
+                cum, buckets = 0, []
+                for bound, n in zip(value.bounds + (float("inf"),), value.counts):
+                    cum += n
+                    buckets.append((floatToGoString(bound), cum))
+                fam.add_metric(list(labels), buckets, value.sum)
+            elif isinstance(value, SummaryValue):
+                # prometheus_client's add_metric has no quantiles: add those samples by hand.
+                fam.add_metric(list(labels), value.count, value.sum)
+                names = fam._labelnames  # noqa: SLF001 - set by the family's constructor
+                for q, v in value.quantiles:
+                    fam.add_sample(fam.name, dict(zip(names, labels), quantile=floatToGoString(q)),
+                                   v)
+            else:
+                fam.add_metric(list(labels), value)
+        yield fam
+
+
+class ReadingsCollector:
+    """A prometheus_client collector over any ``() -> Iterable[Reading]`` source."""
+
+    def __init__(self, source) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from to_families(self._source())

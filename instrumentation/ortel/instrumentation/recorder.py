@@ -1,0 +1,232 @@
+"""The per-process recorder: a hot path that only appends, a fold that does the arithmetic.
+
+The inference thread takes two ``perf_counter_ns`` readings and appends the difference to a list
+(``list.append`` is atomic: no lock, no metrics library). Folding — bucketing, sketching, window
+slices, SLA counts — happens in bulk with numpy, on the background flusher thread or when someone
+collects. The fold consumes a buffer with ``del buf[:n]`` after reading its first ``n`` items and
+never replaces the list, so an append racing with a fold lands after ``n`` and is kept: counts are
+exact under any number of threads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+import numpy as np
+
+from . import catalog
+from .multiproc import ENV as MULTIPROC_ENV
+from .multiproc import SnapshotWriter
+from .sketch import LN_GAMMA, MIN_VALUE
+from .state import (
+    DEFAULT_WINDOW_SECONDS,
+    SeriesState,
+    Slice,
+    Stamped,
+    readings,
+    slice_key,
+)
+
+log = logging.getLogger("ortel.instrumentation")
+
+FLUSH_INTERVAL = 1.0  # seconds between background folds (and snapshot writes)
+_INV_LN_GAMMA = 1.0 / LN_GAMMA
+
+
+class Series:
+    """Live state of one (model, provider): hot-path buffers plus the folded totals."""
+
+    __slots__ = ("state", "ok", "items", "errors", "_sla_ns", "_bounds_ns", "_cold", "__weakref__")
+
+    def __init__(self, state: SeriesState) -> None:
+        self.state = state
+        self.ok: list[int] = []  # durations (ns) of successful calls, appended on the hot path
+        self.items: list[int] = []  # batch sizes, for calls whose batch is known
+        self.errors: list[tuple[int, str]] = []  # (duration ns, exception type): rare, slow path
+        self._sla_ns = None if state.sla_seconds is None else int(state.sla_seconds * 1e9)
+        # Integer bounds keep searchsorted on int64 (no float conversion): for integer v,
+        # v <= b*1e9  <=>  v <= floor(b*1e9).
+        self._bounds_ns = np.array([math.floor(b * 1e9 + 1e-6) for b in state.bounds],
+                                   dtype=np.int64)
+        self._cold = True
+
+    def claim_cold(self) -> bool:
+        """True once per series: for callers whose cold start is per (model, provider)."""
+        if self._cold:
+            self._cold = False
+            return True
+        return False
+
+    def error(self, duration_ns: int, exc: BaseException) -> None:
+        self.errors.append((duration_ns, type(exc).__name__))
+
+    def set_load(self, seconds: float) -> None:
+        self.state.load = Stamped(seconds, time.time())
+
+    def set_first_inference(self, seconds: float) -> None:
+        self.state.first_inference = Stamped(seconds, time.time())
+
+    def fold(self, now: float) -> None:
+        """Move the buffers into the folded state. Called with the recorder's lock held."""
+        st = self.state
+        n = len(self.ok)
+        if n:
+            arr = np.array(self.ok[:n], dtype=np.int64)
+            del self.ok[:n]
+            _fold_ok(st, arr, self._bounds_ns, self._sla_ns, now)
+        n = len(self.items)
+        if n:
+            st.items += sum(self.items[:n])
+            del self.items[:n]
+        n = len(self.errors)
+        if n:
+            errs = self.errors[:n]
+            del self.errors[:n]
+            arr = np.array([d for d, _ in errs], dtype=np.int64)
+            st.error.counts = _add_buckets(st.error.counts, arr, self._bounds_ns)
+            st.error.sum_ns += int(arr.sum())
+            st.error.count += n
+            for _, name in errs:
+                st.error_types[name] = st.error_types.get(name, 0) + 1
+
+
+def _add_buckets(counts: list[int], arr: np.ndarray, bounds_ns: np.ndarray) -> list[int]:
+    # side="left": a value equal to a bound belongs to that bound's bucket (Prometheus "le").
+    idx = np.searchsorted(bounds_ns, arr, side="left")
+    add = np.bincount(idx, minlength=len(counts))
+    return [a + int(b) for a, b in zip(counts, add)]
+
+
+def _fold_ok(st: SeriesState, arr: np.ndarray, bounds_ns: np.ndarray, sla_ns: int | None,
+             now: float) -> None:
+    st.ok.counts = _add_buckets(st.ok.counts, arr, bounds_ns)
+    total = int(arr.sum())
+    st.ok.sum_ns += total
+    st.ok.count += len(arr)
+    seconds = arr * 1e-9
+    sk = slice_key(now)
+    sl = st.slices.get(sk)
+    if sl is None:
+        sl = st.slices[sk] = Slice()
+    sl.count += len(arr)
+    sl.sum_ns += total
+    sl.sumsq += float(np.dot(seconds, seconds))
+    lo, hi = int(arr.min()), int(arr.max())
+    sl.min_ns = lo if sl.min_ns is None else min(sl.min_ns, lo)
+    sl.max_ns = hi if sl.max_ns is None else max(sl.max_ns, hi)
+    idx = np.ceil(np.log(np.maximum(seconds, MIN_VALUE)) * _INV_LN_GAMMA).astype(np.int64)
+    base = int(idx.min())
+    per = np.bincount(idx - base)  # O(n), unlike np.unique's sort
+    keys = np.flatnonzero(per)
+    sl.sketch.add_indexed((keys + base).tolist(), per[keys].tolist())
+    if sla_ns is not None:
+        v = int(np.count_nonzero(arr > sla_ns))
+        st.sla_violations += v
+        sl.violations += v
+
+
+class Recorder:
+    """All series of this process. One global instance (``RECORDER``); tests may make their own."""
+
+    def __init__(self, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> None:
+        self.window_seconds = window_seconds
+        self._series: dict[tuple[str, str], Series] = {}
+        self._lock = threading.RLock()
+        self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._on_flush: list[Callable[[Recorder], None]] = []
+
+    def series(self, model: str, provider: str = "unknown", *, sla_seconds: float | None = None,
+               buckets: tuple[float, ...] | None = None) -> Series:
+        """Get or create the series; the first caller's SLA and buckets win for the process."""
+        key = (model, provider)
+        s = self._series.get(key)
+        if s is not None:
+            return s
+        with self._lock:
+            s = self._series.get(key)
+            if s is None:
+                st = SeriesState(model, provider, tuple(buckets or catalog.DEFAULT_LATENCY_BUCKETS),
+                                 sla_seconds)
+                s = self._series[key] = Series(st)
+                self._ensure_flusher()
+            return s
+
+    def fold(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            for s in self._series.values():
+                s.fold(now)
+                s.state.prune(now, self.window_seconds)
+
+    def states(self, now: float | None = None) -> list[SeriesState]:
+        """Fold, then return copies of every series' state (safe to keep or serialise)."""
+        with self._lock:
+            self.fold(now)
+            return [s.state.copy() for s in self._series.values()]
+
+    def readings(self, now: float | None = None):
+        now = time.time() if now is None else now
+        return list(readings(self.states(now), now, self.window_seconds))
+
+    def reset(self) -> None:
+        """Forget everything (used after fork: the parent keeps reporting what it recorded)."""
+        self._lock = threading.RLock()
+        for s in self._series.values():
+            del s.ok[:], s.items[:], s.errors[:]  # in place: wrappers hold bound appends
+            st = s.state
+            s.state = SeriesState(st.model, st.provider, st.bounds, st.sla_seconds)
+        self._flusher = None
+        self._stop = threading.Event()
+
+    # -- background folding --------------------------------------------------------------------
+    def on_flush(self, fn: Callable[[Recorder], None]) -> None:
+        """Run ``fn(recorder)`` after every background fold and at exit (snapshot writers)."""
+        with self._lock:
+            self._on_flush.append(fn)
+            self._ensure_flusher()
+
+    def flush(self) -> None:
+        self.fold()
+        for fn in list(self._on_flush):
+            try:
+                fn(self)
+            except Exception:  # a broken writer must never break inference
+                log.exception("ortel: flush hook failed")
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None or not self._flusher.is_alive():
+            ref = weakref.ref(self)
+            stop = self._stop
+            self._flusher = threading.Thread(target=_flush_loop, args=(ref, stop),
+                                             name="ortel-flusher", daemon=True)
+            self._flusher.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+
+
+def _flush_loop(ref: weakref.ref[Recorder], stop: threading.Event) -> None:
+    # Holds only a weak reference so a discarded test recorder is collected with its thread.
+    while not stop.wait(FLUSH_INTERVAL):
+        rec = ref()
+        if rec is None:
+            return
+        rec.flush()
+        del rec
+
+
+RECORDER = Recorder(float(os.environ.get("ORTEL_WINDOW_SECONDS", DEFAULT_WINDOW_SECONDS)))
+atexit.register(RECORDER.flush)
+if os.environ.get(MULTIPROC_ENV):
+    RECORDER.on_flush(SnapshotWriter(os.environ[MULTIPROC_ENV]))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=RECORDER.reset)

@@ -1,0 +1,133 @@
+"""``instrument_session``: record every run of one onnxruntime.InferenceSession.
+
+The wrappers are instance attributes that shadow the class's methods, so uninstrumenting is
+deleting them and other sessions are untouched. The first call of any run method records the
+cold start, then swaps in the steady-state wrappers, so the hot path carries no first-call check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
+
+from .recorder import RECORDER, Recorder, Series
+
+_METHODS = ("run", "run_with_ort_values", "run_with_iobinding")
+
+
+def model_name(session: Any) -> str:
+    """The model file's stem, or "unknown" for sessions built from bytes."""
+    path = getattr(session, "_model_path", None)
+    return Path(path).stem if isinstance(path, str | Path) and str(path) else "unknown"
+
+
+def instrument_session(session: Any, model: str | None = None, *,
+                       sla_seconds: float | None = None,
+                       buckets: tuple[float, ...] | None = None,
+                       load_seconds: float | None = None,
+                       recorder: Recorder = RECORDER) -> Any:
+    """Instrument ``session`` in place and return it. Instrumenting twice is a no-op."""
+    if "_ortel_series" in vars(session):
+        return session
+    providers = session.get_providers()
+    series = recorder.series(model or model_name(session), providers[0] if providers else "unknown",
+                             sla_seconds=sla_seconds, buckets=buckets)
+    if load_seconds is not None:
+        series.set_load(load_seconds)
+    originals = {m: getattr(session, m) for m in _METHODS if hasattr(session, m)}
+    warm = {
+        "run": _warm_run,
+        "run_with_ort_values": _warm_ort_values,
+        "run_with_iobinding": _warm_generic,
+    }
+    inputs = session.get_inputs()
+    first = inputs[0].name if inputs else ""
+    steady = {m: warm[m](fn, series, first) for m, fn in originals.items()}
+
+    def go_warm() -> None:
+        for m, fn in steady.items():
+            setattr(session, m, fn)
+
+    for m in originals:
+        setattr(session, m, _cold(steady[m], series, go_warm))
+    session._ortel_series = series
+    return session
+
+
+def uninstrument_session(session: Any) -> None:
+    d = vars(session)
+    if d.pop("_ortel_series", None) is None:
+        return
+    for m in _METHODS:
+        d.pop(m, None)
+
+
+def _cold(warm_fn: Callable[..., Any], series: Series, go_warm: Callable[[], None]):
+    def first_call(*args: Any, **kwargs: Any) -> Any:
+        go_warm()  # before the call: a concurrent second caller must not count as cold too
+        t0 = perf_counter_ns()
+        try:
+            return warm_fn(*args, **kwargs)
+        finally:
+            series.set_first_inference((perf_counter_ns() - t0) * 1e-9)
+
+    return first_call
+
+
+def _warm_run(orig: Callable[..., Any], series: Series, first: str) -> Callable[..., Any]:
+    ok, items, clock = series.ok.append, series.items.append, perf_counter_ns
+
+    def run(output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+        t0 = clock()
+        try:
+            out = orig(output_names, input_feed, run_options)
+        except Exception as exc:
+            series.error(clock() - t0, exc)
+            raise
+        ok(clock() - t0)
+        try:  # batch = leading dim of the model's first input; outside the timed span
+            items(len(input_feed[first]))
+        except (KeyError, TypeError):
+            pass
+        return out
+
+    return run
+
+
+def _warm_ort_values(orig: Callable[..., Any], series: Series, first: str) -> Callable[..., Any]:
+    ok, items, clock = series.ok.append, series.items.append, perf_counter_ns
+
+    def run_with_ort_values(output_names: Any, input_dict_ort_values: Any,
+                            run_options: Any = None) -> Any:
+        t0 = clock()
+        try:
+            out = orig(output_names, input_dict_ort_values, run_options)
+        except Exception as exc:
+            series.error(clock() - t0, exc)
+            raise
+        ok(clock() - t0)
+        try:
+            items(input_dict_ort_values[first].shape()[0])
+        except (KeyError, IndexError, TypeError, AttributeError):
+            pass
+        return out
+
+    return run_with_ort_values
+
+
+def _warm_generic(orig: Callable[..., Any], series: Series, first: str) -> Callable[..., Any]:
+    ok, clock = series.ok.append, perf_counter_ns
+
+    def call(*args: Any, **kwargs: Any) -> Any:  # run_with_iobinding: batch not known
+        t0 = clock()
+        try:
+            out = orig(*args, **kwargs)
+        except Exception as exc:
+            series.error(clock() - t0, exc)
+            raise
+        ok(clock() - t0)
+        return out
+
+    return call

@@ -1,0 +1,300 @@
+"""Mergeable inference state: what a recorder holds once folded, what snapshots carry, what the
+daemon merges. Pure Python (no numpy) so the daemon can use it.
+
+Everything here can be summed or merged (counts, bucket arrays, sketches, time slices), so
+per-process and per-host aggregation are the same operation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from . import catalog as c
+from .readings import HistogramValue, Reading, SummaryValue
+from .sketch import LogSketch
+
+SLICE_SECONDS = 5.0  # the sliding window is made of slices this long, keyed by wall-clock index
+DEFAULT_WINDOW_SECONDS = 60.0
+NS = 1e-9
+
+
+def slice_key(now: float) -> int:
+    return int(now // SLICE_SECONDS)
+
+
+def window_keys(window_seconds: float) -> int:
+    return max(1, math.ceil(window_seconds / SLICE_SECONDS))
+
+
+def _int(v: object, what: str) -> int:
+    if type(v) is not int or v < 0:
+        raise ValueError(f"{what} must be a non-negative integer")
+    return v
+
+
+def _num(v: object, what: str) -> float:
+    if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{what} must be a non-negative number")
+    return float(v)
+
+
+def _opt_num(v: object, what: str) -> float | None:
+    return None if v is None else _num(v, what)
+
+
+@dataclass
+class Hist:
+    """Histogram buckets (per bucket, last is +Inf), exact integer-nanosecond sum, count."""
+
+    counts: list[int]
+    sum_ns: int = 0
+    count: int = 0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Hist:
+        return cls([0] * (len(bounds) + 1))
+
+    def merge(self, o: Hist) -> None:
+        if len(o.counts) != len(self.counts):
+            raise ValueError("histograms with different buckets cannot be merged")
+        self.counts = [a + b for a, b in zip(self.counts, o.counts)]
+        self.sum_ns += o.sum_ns
+        self.count += o.count
+
+    def value(self, bounds: tuple[float, ...]) -> HistogramValue:
+        return HistogramValue(bounds, tuple(self.counts), self.sum_ns * NS, self.count)
+
+    def to_json(self) -> dict:
+        return {"counts": self.counts, "sum_ns": self.sum_ns, "count": self.count}
+
+    @classmethod
+    def from_json(cls, d: dict, n_buckets: int) -> Hist:
+        counts = d["counts"]
+        if not isinstance(counts, list) or len(counts) != n_buckets:
+            raise ValueError("histogram has the wrong number of buckets")
+        h = cls([_int(x, "bucket count") for x in counts], _int(d["sum_ns"], "sum_ns"),
+                _int(d["count"], "count"))
+        if sum(h.counts) != h.count:
+            raise ValueError("histogram count differs from its buckets")
+        return h
+
+
+@dataclass
+class Slice:
+    """Successful inferences folded during one SLICE_SECONDS slice of wall-clock time."""
+
+    count: int = 0
+    sum_ns: int = 0
+    sumsq: float = 0.0  # seconds², for the standard deviation
+    min_ns: int | None = None
+    max_ns: int | None = None
+    violations: int = 0
+    sketch: LogSketch = field(default_factory=LogSketch)
+
+    def merge(self, o: Slice) -> None:
+        self.count += o.count
+        self.sum_ns += o.sum_ns
+        self.sumsq += o.sumsq
+        self.violations += o.violations
+        if o.min_ns is not None:
+            self.min_ns = o.min_ns if self.min_ns is None else min(self.min_ns, o.min_ns)
+        if o.max_ns is not None:
+            self.max_ns = o.max_ns if self.max_ns is None else max(self.max_ns, o.max_ns)
+        self.sketch.merge(o.sketch)
+
+    def to_json(self) -> dict:
+        return {"count": self.count, "sum_ns": self.sum_ns, "sumsq": self.sumsq,
+                "min_ns": self.min_ns, "max_ns": self.max_ns, "violations": self.violations,
+                "sketch": self.sketch.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Slice:
+        s = cls(_int(d["count"], "count"), _int(d["sum_ns"], "sum_ns"), _num(d["sumsq"], "sumsq"),
+                None if d["min_ns"] is None else _int(d["min_ns"], "min_ns"),
+                None if d["max_ns"] is None else _int(d["max_ns"], "max_ns"),
+                _int(d["violations"], "violations"), LogSketch.from_json(d["sketch"]))
+        if s.sketch.count != s.count:
+            raise ValueError("slice count differs from its sketch")
+        return s
+
+
+@dataclass
+class Stamped:
+    """A gauge value with the wall time it was taken: merging keeps the newest."""
+
+    value: float
+    at: float
+
+    @staticmethod
+    def newest(a: Stamped | None, b: Stamped | None) -> Stamped | None:
+        if a is None or b is None:
+            return a or b
+        return b if b.at > a.at else a
+
+
+@dataclass
+class SeriesState:
+    """Everything recorded for one (model, provider)."""
+
+    model: str
+    provider: str
+    bounds: tuple[float, ...] = c.DEFAULT_LATENCY_BUCKETS
+    sla_seconds: float | None = None
+    ok: Hist = None  # type: ignore[assignment]  # set in __post_init__
+    error: Hist = None  # type: ignore[assignment]
+    items: int = 0
+    error_types: dict[str, int] = field(default_factory=dict)
+    sla_violations: int = 0
+    load: Stamped | None = None
+    first_inference: Stamped | None = None
+    slices: dict[int, Slice] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ok = self.ok or Hist.empty(self.bounds)
+        self.error = self.error or Hist.empty(self.bounds)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model, self.provider)
+
+    def prune(self, now: float, window_seconds: float) -> None:
+        oldest = slice_key(now) - window_keys(window_seconds) + 1
+        for k in [k for k in self.slices if k < oldest]:
+            del self.slices[k]
+
+    def merge(self, o: SeriesState) -> None:
+        if o.bounds != self.bounds:
+            raise ValueError(f"{self.model}: processes disagree on histogram buckets")
+        self.ok.merge(o.ok)
+        self.error.merge(o.error)
+        self.items += o.items
+        for k, n in o.error_types.items():
+            self.error_types[k] = self.error_types.get(k, 0) + n
+        self.sla_violations += o.sla_violations
+        self.sla_seconds = self.sla_seconds if self.sla_seconds is not None else o.sla_seconds
+        self.load = Stamped.newest(self.load, o.load)
+        self.first_inference = Stamped.newest(self.first_inference, o.first_inference)
+        for k, s in o.slices.items():
+            if k in self.slices:
+                self.slices[k].merge(s)
+            else:
+                self.slices[k] = Slice.from_json(s.to_json())  # a copy: never alias another's
+
+    def copy(self) -> SeriesState:
+        return SeriesState.from_json(self.to_json())
+
+    def to_json(self) -> dict:
+        def st(s: Stamped | None) -> list[float] | None:
+            return None if s is None else [s.value, s.at]
+
+        return {
+            "model": self.model, "provider": self.provider, "bounds": list(self.bounds),
+            "sla_seconds": self.sla_seconds, "ok": self.ok.to_json(),
+            "error": self.error.to_json(), "items": self.items,
+            "error_types": self.error_types, "sla_violations": self.sla_violations,
+            "load": st(self.load), "first_inference": st(self.first_inference),
+            "slices": {str(k): s.to_json() for k, s in self.slices.items()},
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> SeriesState:
+        """Parse and validate; raises ValueError/KeyError/TypeError on anything malformed."""
+        model, provider = d["model"], d["provider"]
+        if not (isinstance(model, str) and isinstance(provider, str)):
+            raise ValueError("model and provider must be strings")
+        bounds = tuple(_num(b, "bucket bound") for b in d["bounds"])
+        if not bounds or list(bounds) != sorted(set(bounds)):
+            raise ValueError("bucket bounds must be increasing")
+
+        def st(v: object) -> Stamped | None:
+            if v is None:
+                return None
+            if not (isinstance(v, list) and len(v) == 2):
+                raise ValueError("stamped value must be [value, at]")
+            return Stamped(_num(v[0], "value"), _num(v[1], "timestamp"))
+
+        errs = d["error_types"]
+        if not isinstance(errs, dict) or not all(isinstance(k, str) for k in errs):
+            raise ValueError("error_types must map names to counts")
+        return cls(
+            model=model, provider=provider, bounds=bounds,
+            sla_seconds=_opt_num(d["sla_seconds"], "sla_seconds"),
+            ok=Hist.from_json(d["ok"], len(bounds) + 1),
+            error=Hist.from_json(d["error"], len(bounds) + 1),
+            items=_int(d["items"], "items"),
+            error_types={k: _int(v, "error count") for k, v in errs.items()},
+            sla_violations=_int(d["sla_violations"], "sla_violations"),
+            load=st(d["load"]), first_inference=st(d["first_inference"]),
+            slices={int(k): Slice.from_json(v) for k, v in d["slices"].items()},
+        )
+
+
+def merge_all(groups: Iterable[Iterable[SeriesState]]) -> dict[tuple[str, str], SeriesState]:
+    """Merge series from many sources by (model, provider); inputs are not modified."""
+    out: dict[tuple[str, str], SeriesState] = {}
+    for group in groups:
+        for s in group:
+            if s.key in out:
+                out[s.key].merge(s)
+            else:
+                out[s.key] = s.copy()
+    return out
+
+
+def _window(s: SeriesState, now: float, window_seconds: float) -> Slice:
+    oldest = slice_key(now) - window_keys(window_seconds) + 1
+    w = Slice()
+    for k, sl in s.slices.items():
+        if k >= oldest:
+            w.merge(sl)
+    return w
+
+
+def readings(series: Iterable[SeriesState], now: float,
+             window_seconds: float = DEFAULT_WINDOW_SECONDS) -> Iterator[Reading]:
+    """The shim's metrics for merged series, in base units."""
+    per_model: dict[str, list[SeriesState]] = {}
+    for s in series:
+        per_model.setdefault(s.model, []).append(s)
+        ml = (s.model, s.provider)
+        for status, h in (("ok", s.ok), ("error", s.error)):
+            if h.count or status == "ok":
+                yield Reading(c.INFERENCE_DURATION, ml + (status,), h.value(s.bounds))
+                yield Reading(c.INFERENCES, ml + (status,), float(h.count))
+        yield Reading(c.INFERENCE_ITEMS, ml, float(s.items))
+        if s.load is not None:
+            yield Reading(c.SESSION_LOAD, ml, s.load.value)
+        if s.first_inference is not None:
+            yield Reading(c.FIRST_INFERENCE, ml, s.first_inference.value)
+        w = _window(s, now, window_seconds)
+        yield Reading(c.WINDOW_INFERENCES, ml, float(w.count))
+        quantiles = tuple((q, w.sketch.quantile(q) or 0.0) for q in c.QUANTILES) if w.count else ()
+        yield Reading(c.LATENCY_QUANTILE, ml, SummaryValue(quantiles, s.ok.sum_ns * NS, s.ok.count))
+        if w.count:
+            mean = w.sum_ns * NS / w.count
+            yield Reading(c.LATENCY_MEAN, ml, mean)
+            var = max(w.sumsq / w.count - mean * mean, 0.0)
+            yield Reading(c.LATENCY_STDDEV, ml, math.sqrt(var))
+            yield Reading(c.LATENCY_MIN, ml, (w.min_ns or 0) * NS)
+            yield Reading(c.LATENCY_MAX, ml, (w.max_ns or 0) * NS)
+    for model, group in per_model.items():
+        errors: dict[str, int] = {}
+        for s in group:
+            for k, n in s.error_types.items():
+                errors[k] = errors.get(k, 0) + n
+        for k, n in sorted(errors.items()):
+            yield Reading(c.INFERENCE_ERRORS, (model, k), float(n))
+        targets = [s.sla_seconds for s in group if s.sla_seconds is not None]
+        if not targets:
+            continue
+        yield Reading(c.SLA_TARGET, (model,), targets[0])
+        yield Reading(c.SLA_VIOLATIONS, (model,), float(sum(s.sla_violations for s in group)))
+        total = viol = 0
+        for s in group:
+            w = _window(s, now, window_seconds)
+            total += w.count
+            viol += w.violations
+        if total:
+            yield Reading(c.SLA_COMPLIANCE, (model,), 1.0 - viol / total)
