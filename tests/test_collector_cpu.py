@@ -83,9 +83,18 @@ def test_utilisation_from_two_snapshots(tmp_path):
     got = as_dict(c.collect())
 
     util = {lab[0]: v for (n, lab), v in got.items() if n == catalog.CPU_UTILIZATION.name}
-    assert util == pytest.approx({
-        "user": 180 / 800, "nice": 0.0, "system": 60 / 800, "idle": 500 / 800,
-        "iowait": 30 / 800, "irq": 0.0, "softirq": 15 / 800, "steal": 15 / 800})
+    assert util == pytest.approx(
+        {
+            "user": 180 / 800,
+            "nice": 0.0,
+            "system": 60 / 800,
+            "idle": 500 / 800,
+            "iowait": 30 / 800,
+            "irq": 0.0,
+            "softirq": 15 / 800,
+            "steal": 15 / 800,
+        }
+    )
     assert sum(util.values()) == pytest.approx(1.0)
     # Busy = everything but idle and iowait.
     core = {lab[0]: v for (n, lab), v in got.items() if n == catalog.CPU_CORE_UTILIZATION.name}
@@ -128,12 +137,15 @@ def test_missing_proc_stat_is_no_data(tmp_path):
         list(collector(procfs=tmp_path).collect())
 
 
-@pytest.mark.parametrize("content", [
-    "intr 1 0\nctxt 5\n",  # no aggregate cpu line
-    "cpu  1 2 3\n",  # too few columns
-    "cpu  1 2 three 4 5 6 7 8 0 0\n",
-    "cpu  1 2 3 4 5 6 7 8 0 0\nctxt lots\n",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "intr 1 0\nctxt 5\n",  # no aggregate cpu line
+        "cpu  1 2 3\n",  # too few columns
+        "cpu  1 2 three 4 5 6 7 8 0 0\n",
+        "cpu  1 2 3 4 5 6 7 8 0 0\nctxt lots\n",
+    ],
+)
 def test_malformed_proc_stat_is_a_failure(tmp_path, content):
     (tmp_path / "stat").write_text(content)
     with pytest.raises(ValueError):

@@ -43,18 +43,22 @@ def test_no_memavailable_falls_back_to_free_plus_cache(tmp_path):
     procfs = copy_fixture("procfs", tmp_path)
     text = (procfs / "meminfo").read_text()
     (procfs / "meminfo").write_text(
-        "".join(line for line in text.splitlines(True) if not line.startswith("MemAvailable:")))
+        "".join(line for line in text.splitlines(True) if not line.startswith("MemAvailable:"))
+    )
     got = as_dict(memory.MemoryCollector(procfs).collect())
     available = (3276800 + 412344 + 6718904) * KIB
     assert got[(catalog.MEMORY_AVAILABLE.name, ())] == available
     assert got[(catalog.MEMORY_USED.name, ())] == 16384000 * KIB - available
 
 
-@pytest.mark.parametrize("meminfo", [
-    "MemFree: 1 kB\n",  # no MemTotal
-    "MemTotal: lots kB\n",
-    "MemTotal 16384000 kB\n",
-])
+@pytest.mark.parametrize(
+    "meminfo",
+    [
+        "MemFree: 1 kB\n",  # no MemTotal
+        "MemTotal: lots kB\n",
+        "MemTotal 16384000 kB\n",
+    ],
+)
 def test_malformed_meminfo_is_a_failure(tmp_path, meminfo):
     (tmp_path / "meminfo").write_text(meminfo)
     with pytest.raises(ValueError):

@@ -15,11 +15,23 @@ PAGE = 4096
 
 def collector(pids=(1234, 4321), procfs=PROCFS):
     return process.ProcessCollector(
-        procfs, pids=lambda: pids, self_pid=777, clk_tck=100, page_size=PAGE)
+        procfs, pids=lambda: pids, self_pid=777, clk_tck=100, page_size=PAGE
+    )
 
 
-def series(pid: int, name: str, role: str, rss_pages: int, utime: int, stime: int, threads: int,
-           vol: int, invol: int, minflt: int, majflt: int) -> dict:
+def series(
+    pid: int,
+    name: str,
+    role: str,
+    rss_pages: int,
+    utime: int,
+    stime: int,
+    threads: int,
+    vol: int,
+    invol: int,
+    minflt: int,
+    majflt: int,
+) -> dict:
     pl = (str(pid), name, role)
     return {
         (catalog.PROCESS_RSS.name, pl): rss_pages * PAGE,
@@ -45,7 +57,8 @@ def test_daemon_and_instrumented_processes():
 def test_comm_with_parenthesis_and_space_is_split_at_last_paren():
     stat = process.parse_pid_stat((PROCFS / "4321" / "stat").read_text())
     assert stat == process.ProcStat(
-        name="my) (worker)", minflt=8812, majflt=3, utime=455, stime=60, threads=4)
+        name="my) (worker)", minflt=8812, majflt=3, utime=455, stime=60, threads=4
+    )
     # The name is the kernel's comm, the same as <pid>/comm.
     assert stat.name == (PROCFS / "4321" / "comm").read_text().rstrip("\n")
 
@@ -73,8 +86,9 @@ def test_no_instrumented_processes_reports_the_daemon():
 
 def test_pids_are_asked_for_on_every_collect():
     live = [1234]
-    c = process.ProcessCollector(PROCFS, pids=lambda: live, self_pid=777, clk_tck=100,
-                                 page_size=PAGE)
+    c = process.ProcessCollector(
+        PROCFS, pids=lambda: live, self_pid=777, clk_tck=100, page_size=PAGE
+    )
     assert as_dict(c.collect()) == {**DAEMON, **PYTHON}
     live.append(4321)
     assert as_dict(c.collect()) == {**DAEMON, **PYTHON, **WORKER}

@@ -33,18 +33,38 @@ def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The serve options, generated from config.OPTIONS (flags, env vars and file keys)."""
     for o in reversed(OPTIONS):
         if o.flag:
-            fn = click.option(o.opt + "/" + o.opt.replace("--", "--no-"), o.name,
-                              default=o.default, envvar=o.envvar, show_envvar=True,
-                              help=o.help)(fn)
+            fn = click.option(
+                o.opt + "/" + o.opt.replace("--", "--no-"),
+                o.name,
+                default=o.default,
+                envvar=o.envvar,
+                show_envvar=True,
+                help=o.help,
+            )(fn)
         else:
-            fn = click.option(o.opt, o.name, type=o.type, default=o.default, envvar=o.envvar,
-                              show_default=True, show_envvar=True, help=o.help)(fn)
-    fn = click.option("--check-config", is_flag=True,
-                      help="Validate the settings (file, env, flags) and exit.")(fn)
-    return click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
-                        envvar="ORTEL_CONFIG", show_envvar=True, is_eager=True,
-                        expose_value=False, callback=_load_config,
-                        help="YAML, JSON or TOML file with the same keys as these flags.")(fn)
+            fn = click.option(
+                o.opt,
+                o.name,
+                type=o.type,
+                default=o.default,
+                envvar=o.envvar,
+                show_default=True,
+                show_envvar=True,
+                help=o.help,
+            )(fn)
+    fn = click.option(
+        "--check-config", is_flag=True, help="Validate the settings (file, env, flags) and exit."
+    )(fn)
+    return click.option(
+        "--config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="ORTEL_CONFIG",
+        show_envvar=True,
+        is_eager=True,
+        expose_value=False,
+        callback=_load_config,
+        help="YAML, JSON or TOML file with the same keys as these flags.",
+    )(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,11 +80,16 @@ def _serve(check_config: bool, demo_default: bool = False, **params: Any) -> Non
     except ConfigError as e:
         fail(str(e))
     if check_config:
-        click.echo(f"ortel: config OK (listen {settings.host}:{settings.port}, collectors "
-                   f"{','.join(settings.collectors)})")
+        click.echo(
+            f"ortel: config OK (listen {settings.host}:{settings.port}, collectors "
+            f"{','.join(settings.collectors)})"
+        )
         return
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="ortel: %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="ortel: %(levelname)s: %(message)s",
+    )
     from .daemon import Daemon
 
     try:

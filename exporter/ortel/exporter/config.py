@@ -56,14 +56,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("disable_collectors", str, "", "Comma-separated collectors to leave out."),
     Option("sysfs", click.Path(file_okay=False, path_type=Path), Path("/sys"), "sysfs root."),
     Option("procfs", click.Path(file_okay=False, path_type=Path), Path("/proc"), "procfs root."),
-    Option("multiproc_dir", click.Path(file_okay=False, path_type=Path), None,
-           "Directory where instrumented processes write snapshots (ORTEL_MULTIPROC_DIR)."),
+    Option(
+        "multiproc_dir",
+        click.Path(file_okay=False, path_type=Path),
+        None,
+        "Directory where instrumented processes write snapshots (ORTEL_MULTIPROC_DIR).",
+    ),
     Option("window", float, 60.0, "Sliding window, in seconds, of the latency quantile gauges."),
     Option("per_core", bool, False, "Also export utilisation per CPU.", flag=True),
-    Option("demo", bool, False, "Run a bundled demo model through the shim in a child process.",
-           flag=True),
-    Option("log_level", click.Choice(["debug", "info", "warning", "error"]), "info",
-           "Log verbosity (stderr)."),
+    Option(
+        "demo",
+        bool,
+        False,
+        "Run a bundled demo model through the shim in a child process.",
+        flag=True,
+    ),
+    Option(
+        "log_level",
+        click.Choice(["debug", "info", "warning", "error"]),
+        "info",
+        "Log verbosity (stderr).",
+    ),
 )
 BY_KEY = {o.name: o for o in OPTIONS}
 
@@ -110,9 +123,14 @@ def build_settings(p: dict[str, Any]) -> Settings:
             raise ConfigError(f"unknown collector {n!r} (known: {_KNOWN})")
     chosen = tuple(n for n in wanted if n not in off)
     multiproc = p["multiproc_dir"]
-    opts = CollectorOptions(sysfs=p["sysfs"], procfs=p["procfs"], multiproc_dir=multiproc,
-                            per_core=p["per_core"], interval=p["interval"],
-                            window_seconds=p["window"])
+    opts = CollectorOptions(
+        sysfs=p["sysfs"],
+        procfs=p["procfs"],
+        multiproc_dir=multiproc,
+        per_core=p["per_core"],
+        interval=p["interval"],
+        window_seconds=p["window"],
+    )
     return Settings(host, port, p["interval"], chosen, opts, p["demo"], p["log_level"])
 
 

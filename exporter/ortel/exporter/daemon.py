@@ -41,8 +41,9 @@ class Daemon:
         self.sampler = Sampler(self.collectors, settings.interval)
         self._build = Reading(c.BUILD_INFO, (__version__, platform.python_version()), 1.0)
         # Bind before anything starts so "port in use" fails fast and cleanly.
-        self.server = make_server(settings.host, settings.port, self.readings,
-                                  list(settings.collectors))
+        self.server = make_server(
+            settings.host, settings.port, self.readings, list(settings.collectors)
+        )
 
     def readings(self) -> list[Reading]:
         return [self._build, *self.sampler.readings()]
@@ -54,8 +55,9 @@ class Daemon:
 
     def start_demo(self) -> None:
         env = dict(os.environ, ORTEL_MULTIPROC_DIR=str(self.options.multiproc_dir))
-        self._demo = subprocess.Popen([sys.executable, "-m", "ortel.instrumentation.demo"],
-                                      env=env, stdin=subprocess.DEVNULL)
+        self._demo = subprocess.Popen(
+            [sys.executable, "-m", "ortel.instrumentation.demo"], env=env, stdin=subprocess.DEVNULL
+        )
         log.info("demo workload running as pid %d", self._demo.pid)
 
     def stop(self, *_: object) -> None:
@@ -67,11 +69,13 @@ class Daemon:
         if self.settings.demo:
             self.start_demo()
         self.sampler.start()
-        server_thread = threading.Thread(target=self.server.serve_forever, name="ortel-http",
-                                         daemon=True)
+        server_thread = threading.Thread(
+            target=self.server.serve_forever, name="ortel-http", daemon=True
+        )
         server_thread.start()
-        log.info("serving %s/metrics (collectors: %s)", self.url,
-                 ", ".join(self.settings.collectors))
+        log.info(
+            "serving %s/metrics (collectors: %s)", self.url, ", ".join(self.settings.collectors)
+        )
         try:
             while not self._stop.wait(0.5):
                 if self._demo is not None and self._demo.poll() is not None:

@@ -36,8 +36,9 @@ def _index(collectors: list[str]) -> bytes:
     ).encode()
 
 
-def make_server(host: str, port: int, source: Callable[[], Iterable[Reading]],
-                collectors: list[str]) -> ThreadingHTTPServer:
+def make_server(
+    host: str, port: int, source: Callable[[], Iterable[Reading]], collectors: list[str]
+) -> ThreadingHTTPServer:
     registry = _Families(source)
     index = _index(collectors)
 

@@ -66,8 +66,9 @@ class MergeResult:
 
 
 class MultiprocReader:
-    def __init__(self, directory: Path, procfs: Path = Path("/proc"),
-                 window_seconds: float = 60.0) -> None:
+    def __init__(
+        self, directory: Path, procfs: Path = Path("/proc"), window_seconds: float = 60.0
+    ) -> None:
         self.directory = Path(directory)
         self.procfs = Path(procfs)
         self.window_seconds = window_seconds
@@ -140,16 +141,26 @@ class MultiprocReader:
                     self._bad(name, str(e))
         return MergeResult(merge_all(groups), live=len(groups))
 
-    def _compact(self, path: Path, archive: list[SeriesState], absorbed: set[str],
-                 dead: list[tuple[str, list[SeriesState]]]) -> list[SeriesState]:
+    def _compact(
+        self,
+        path: Path,
+        archive: list[SeriesState],
+        absorbed: set[str],
+        dead: list[tuple[str, list[SeriesState]]],
+    ) -> list[SeriesState]:
         merged = merge_all([archive] + [s for _, s in dead])
         now = time.time()
         for s in merged.values():
             s.prune(now, self.window_seconds)
         # Names whose files are gone need no remembering; the new ones do until deleted.
         keep = {n for n in absorbed if (self.directory / n).exists()} | {n for n, _ in dead}
-        doc = {"format": FORMAT, "version": 1, "written": now, "absorbed": sorted(keep),
-               "series": [s.to_json() for s in merged.values()]}
+        doc = {
+            "format": FORMAT,
+            "version": 1,
+            "written": now,
+            "absorbed": sorted(keep),
+            "series": [s.to_json() for s in merged.values()],
+        }
         tmp = self.directory / f".{ARCHIVE}.tmp"
         tmp.write_text(json.dumps(doc, separators=(",", ":")))
         os.replace(tmp, path)

@@ -39,8 +39,9 @@ class Sampler:
 
     def start(self, wait: float = 2.0) -> None:
         for col in self.collectors:
-            t = threading.Thread(target=self._loop, args=(col,), name=f"ortel-{col.name}",
-                                 daemon=True)
+            t = threading.Thread(
+                target=self._loop, args=(col,), name=f"ortel-{col.name}", daemon=True
+            )
             t.start()
             self._threads.append(t)
         deadline = time.monotonic() + wait

@@ -13,9 +13,14 @@ from .recorder import RECORDER, Recorder, Series
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def profiled(model: str, *, provider: str = "unknown", sla_seconds: float | None = None,
-             buckets: tuple[float, ...] | None = None,
-             recorder: Recorder = RECORDER) -> Callable[[F], F]:
+def profiled(
+    model: str,
+    *,
+    provider: str = "unknown",
+    sla_seconds: float | None = None,
+    buckets: tuple[float, ...] | None = None,
+    recorder: Recorder = RECORDER,
+) -> Callable[[F], F]:
     """Record every call of the decorated function (sync or async) as one inference.
 
     The first call is also reported as the cold start (``ortel_first_inference_seconds``).
@@ -34,6 +39,7 @@ def profiled(model: str, *, provider: str = "unknown", sla_seconds: float | None
             ok(dt)
 
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 t0 = perf_counter_ns()
@@ -72,11 +78,19 @@ class track:  # noqa: N801 - used like a function: ``with track(model=...) as t`
 
     __slots__ = ("_series", "_t0", "items")
 
-    def __init__(self, model: str, *, provider: str = "unknown", sla_seconds: float | None = None,
-                 buckets: tuple[float, ...] | None = None, items: int | None = None,
-                 recorder: Recorder = RECORDER) -> None:
-        self._series: Series = recorder.series(model, provider, sla_seconds=sla_seconds,
-                                               buckets=buckets)
+    def __init__(
+        self,
+        model: str,
+        *,
+        provider: str = "unknown",
+        sla_seconds: float | None = None,
+        buckets: tuple[float, ...] | None = None,
+        items: int | None = None,
+        recorder: Recorder = RECORDER,
+    ) -> None:
+        self._series: Series = recorder.series(
+            model, provider, sla_seconds=sla_seconds, buckets=buckets
+        )
         self.items = items
         self._t0 = 0
 

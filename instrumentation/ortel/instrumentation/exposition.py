@@ -54,8 +54,9 @@ def to_families(readings: Iterable[Reading]) -> Iterator[Metric]:
                 fam.add_metric(list(labels), value.count, value.sum)
                 names = fam._labelnames  # noqa: SLF001 - set by the family's constructor
                 for q, v in value.quantiles:
-                    fam.add_sample(fam.name, dict(zip(names, labels), quantile=floatToGoString(q)),
-                                   v)
+                    fam.add_sample(
+                        fam.name, dict(zip(names, labels), quantile=floatToGoString(q)), v
+                    )
             else:
                 fam.add_metric(list(labels), value)
         yield fam

@@ -37,9 +37,13 @@ class OnnxRuntimeInstrumentor:
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
-    def instrument(self, *, model_namer: Callable[[Any], str] = model_name,
-                   sla_seconds: float | dict[str, float] | None = None,
-                   recorder: Recorder = RECORDER) -> None:
+    def instrument(
+        self,
+        *,
+        model_namer: Callable[[Any], str] = model_name,
+        sla_seconds: float | dict[str, float] | None = None,
+        recorder: Recorder = RECORDER,
+    ) -> None:
         """Patch InferenceSession so new sessions are instrumented (load time included).
 
         ``sla_seconds`` is one target for every model or a ``{model: seconds}`` map.
@@ -72,8 +76,9 @@ class OnnxRuntimeInstrumentor:
             uninstrument_session(s)
         self._sessions.clear()
 
-    def _init_wrapper(self, wrapped: Callable[..., Any], instance: Any, args: tuple,
-                      kwargs: dict) -> None:
+    def _init_wrapper(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
+    ) -> None:
         t0 = perf_counter_ns()
         wrapped(*args, **kwargs)
         load = (perf_counter_ns() - t0) * 1e-9
@@ -82,6 +87,7 @@ class OnnxRuntimeInstrumentor:
         sla = opts["sla"]
         if isinstance(sla, dict):
             sla = sla.get(model)
-        instrument_session(instance, model, sla_seconds=sla, load_seconds=load,
-                           recorder=opts["recorder"])
+        instrument_session(
+            instance, model, sla_seconds=sla, load_seconds=load, recorder=opts["recorder"]
+        )
         self._sessions.add(instance)

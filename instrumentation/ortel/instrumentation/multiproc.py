@@ -30,7 +30,7 @@ def process_start_ticks(pid: int | str = "self", procfs: str | Path = "/proc") -
     except OSError:
         return 0
     try:
-        return int(raw[raw.rindex(b")") + 2:].split()[19])
+        return int(raw[raw.rindex(b")") + 2 :].split()[19])
     except (ValueError, IndexError):
         return 0
 
@@ -51,8 +51,12 @@ class SnapshotWriter:
         if pid != self._pid:  # first write, or we are a forked child now
             self._pid, self._start = pid, process_start_ticks()
         doc = {
-            "format": FORMAT, "version": VERSION, "pid": pid, "start": self._start,
-            "written": time.time(), "window_seconds": recorder.window_seconds,
+            "format": FORMAT,
+            "version": VERSION,
+            "pid": pid,
+            "start": self._start,
+            "written": time.time(),
+            "window_seconds": recorder.window_seconds,
             "series": [s.to_json() for s in recorder.states()],
         }
         path = self.directory / snapshot_name(pid, self._start)
@@ -61,8 +65,9 @@ class SnapshotWriter:
         os.replace(tmp, path)
 
 
-def enable_multiprocess(directory: str | Path | None = None,
-                        recorder: Recorder | None = None) -> SnapshotWriter:
+def enable_multiprocess(
+    directory: str | Path | None = None, recorder: Recorder | None = None
+) -> SnapshotWriter:
     """Start writing snapshots for the daemon (``ortel serve --multiproc-dir``).
 
     Done automatically at import when ORTEL_MULTIPROC_DIR is set.

@@ -35,11 +35,13 @@ class Reading:
     def __post_init__(self) -> None:
         if len(self.labels) != len(self.metric.labels):
             raise ValueError(
-                f"{self.metric.name} takes labels {self.metric.labels}, got {self.labels!r}")
+                f"{self.metric.name} takes labels {self.metric.labels}, got {self.labels!r}"
+            )
 
 
-def reading(metric: MetricDef, value: float | HistogramValue | SummaryValue,
-            **labels: str) -> Reading:
+def reading(
+    metric: MetricDef, value: float | HistogramValue | SummaryValue, **labels: str
+) -> Reading:
     """Build a reading with labels by name (missing names are an error, order follows the def)."""
     try:
         values = tuple(str(labels.pop(n)) for n in metric.labels)

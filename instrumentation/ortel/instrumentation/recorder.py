@@ -53,8 +53,9 @@ class Series:
         self._sla_ns = None if state.sla_seconds is None else int(state.sla_seconds * 1e9)
         # Integer bounds keep searchsorted on int64 (no float conversion): for integer v,
         # v <= b*1e9  <=>  v <= floor(b*1e9).
-        self._bounds_ns = np.array([math.floor(b * 1e9 + 1e-6) for b in state.bounds],
-                                   dtype=np.int64)
+        self._bounds_ns = np.array(
+            [math.floor(b * 1e9 + 1e-6) for b in state.bounds], dtype=np.int64
+        )
         self._cold = True
 
     def claim_cold(self) -> bool:
@@ -104,8 +105,9 @@ def _add_buckets(counts: list[int], arr: np.ndarray, bounds_ns: np.ndarray) -> l
     return [a + int(b) for a, b in zip(counts, add)]
 
 
-def _fold_ok(st: SeriesState, arr: np.ndarray, bounds_ns: np.ndarray, sla_ns: int | None,
-             now: float) -> None:
+def _fold_ok(
+    st: SeriesState, arr: np.ndarray, bounds_ns: np.ndarray, sla_ns: int | None, now: float
+) -> None:
     st.ok.counts = _add_buckets(st.ok.counts, arr, bounds_ns)
     total = int(arr.sum())
     st.ok.sum_ns += total
@@ -143,8 +145,14 @@ class Recorder:
         self._stop = threading.Event()
         self._on_flush: list[Callable[[Recorder], None]] = []
 
-    def series(self, model: str, provider: str = "unknown", *, sla_seconds: float | None = None,
-               buckets: tuple[float, ...] | None = None) -> Series:
+    def series(
+        self,
+        model: str,
+        provider: str = "unknown",
+        *,
+        sla_seconds: float | None = None,
+        buckets: tuple[float, ...] | None = None,
+    ) -> Series:
         """Get or create the series; the first caller's SLA and buckets win for the process."""
         key = (model, provider)
         s = self._series.get(key)
@@ -153,8 +161,9 @@ class Recorder:
         with self._lock:
             s = self._series.get(key)
             if s is None:
-                st = SeriesState(model, provider, tuple(buckets or catalog.DEFAULT_LATENCY_BUCKETS),
-                                 sla_seconds)
+                st = SeriesState(
+                    model, provider, tuple(buckets or catalog.DEFAULT_LATENCY_BUCKETS), sla_seconds
+                )
                 s = self._series[key] = Series(st)
                 self._ensure_flusher()
             return s
@@ -205,8 +214,9 @@ class Recorder:
         if self._flusher is None or not self._flusher.is_alive():
             ref = weakref.ref(self)
             stop = self._stop
-            self._flusher = threading.Thread(target=_flush_loop, args=(ref, stop),
-                                             name="ortel-flusher", daemon=True)
+            self._flusher = threading.Thread(
+                target=_flush_loop, args=(ref, stop), name="ortel-flusher", daemon=True
+            )
             self._flusher.start()
 
     def close(self) -> None:

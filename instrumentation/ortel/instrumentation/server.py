@@ -17,8 +17,9 @@ def make_registry(recorder: Recorder = RECORDER) -> Any:
     return reg
 
 
-def start_http_server(port: int = 9464, addr: str = "127.0.0.1",
-                      recorder: Recorder = RECORDER) -> Any:
+def start_http_server(
+    port: int = 9464, addr: str = "127.0.0.1", recorder: Recorder = RECORDER
+) -> Any:
     """Serve this process's inference metrics on http://addr:port/metrics (a daemon thread).
 
     Returns prometheus_client's ``(server, thread)``; ``server.shutdown()`` stops it.

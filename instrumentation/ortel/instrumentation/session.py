@@ -23,17 +23,25 @@ def model_name(session: Any) -> str:
     return Path(path).stem if isinstance(path, str | Path) and str(path) else "unknown"
 
 
-def instrument_session(session: Any, model: str | None = None, *,
-                       sla_seconds: float | None = None,
-                       buckets: tuple[float, ...] | None = None,
-                       load_seconds: float | None = None,
-                       recorder: Recorder = RECORDER) -> Any:
+def instrument_session(
+    session: Any,
+    model: str | None = None,
+    *,
+    sla_seconds: float | None = None,
+    buckets: tuple[float, ...] | None = None,
+    load_seconds: float | None = None,
+    recorder: Recorder = RECORDER,
+) -> Any:
     """Instrument ``session`` in place and return it. Instrumenting twice is a no-op."""
     if "_ortel_series" in vars(session):
         return session
     providers = session.get_providers()
-    series = recorder.series(model or model_name(session), providers[0] if providers else "unknown",
-                             sla_seconds=sla_seconds, buckets=buckets)
+    series = recorder.series(
+        model or model_name(session),
+        providers[0] if providers else "unknown",
+        sla_seconds=sla_seconds,
+        buckets=buckets,
+    )
     if load_seconds is not None:
         series.set_load(load_seconds)
     originals = {m: getattr(session, m) for m in _METHODS if hasattr(session, m)}
@@ -99,8 +107,9 @@ def _warm_run(orig: Callable[..., Any], series: Series, first: str) -> Callable[
 def _warm_ort_values(orig: Callable[..., Any], series: Series, first: str) -> Callable[..., Any]:
     ok, items, clock = series.ok.append, series.items.append, perf_counter_ns
 
-    def run_with_ort_values(output_names: Any, input_dict_ort_values: Any,
-                            run_options: Any = None) -> Any:
+    def run_with_ort_values(
+        output_names: Any, input_dict_ort_values: Any, run_options: Any = None
+    ) -> Any:
         t0 = clock()
         try:
             out = orig(output_names, input_dict_ort_values, run_options)

@@ -74,8 +74,11 @@ class Hist:
         counts = d["counts"]
         if not isinstance(counts, list) or len(counts) != n_buckets:
             raise ValueError("histogram has the wrong number of buckets")
-        h = cls([_int(x, "bucket count") for x in counts], _int(d["sum_ns"], "sum_ns"),
-                _int(d["count"], "count"))
+        h = cls(
+            [_int(x, "bucket count") for x in counts],
+            _int(d["sum_ns"], "sum_ns"),
+            _int(d["count"], "count"),
+        )
         if sum(h.counts) != h.count:
             raise ValueError("histogram count differs from its buckets")
         return h
@@ -105,16 +108,27 @@ class Slice:
         self.sketch.merge(o.sketch)
 
     def to_json(self) -> dict:
-        return {"count": self.count, "sum_ns": self.sum_ns, "sumsq": self.sumsq,
-                "min_ns": self.min_ns, "max_ns": self.max_ns, "violations": self.violations,
-                "sketch": self.sketch.to_json()}
+        return {
+            "count": self.count,
+            "sum_ns": self.sum_ns,
+            "sumsq": self.sumsq,
+            "min_ns": self.min_ns,
+            "max_ns": self.max_ns,
+            "violations": self.violations,
+            "sketch": self.sketch.to_json(),
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> Slice:
-        s = cls(_int(d["count"], "count"), _int(d["sum_ns"], "sum_ns"), _num(d["sumsq"], "sumsq"),
-                None if d["min_ns"] is None else _int(d["min_ns"], "min_ns"),
-                None if d["max_ns"] is None else _int(d["max_ns"], "max_ns"),
-                _int(d["violations"], "violations"), LogSketch.from_json(d["sketch"]))
+        s = cls(
+            _int(d["count"], "count"),
+            _int(d["sum_ns"], "sum_ns"),
+            _num(d["sumsq"], "sumsq"),
+            None if d["min_ns"] is None else _int(d["min_ns"], "min_ns"),
+            None if d["max_ns"] is None else _int(d["max_ns"], "max_ns"),
+            _int(d["violations"], "violations"),
+            LogSketch.from_json(d["sketch"]),
+        )
         if s.sketch.count != s.count:
             raise ValueError("slice count differs from its sketch")
         return s
@@ -190,11 +204,17 @@ class SeriesState:
             return None if s is None else [s.value, s.at]
 
         return {
-            "model": self.model, "provider": self.provider, "bounds": list(self.bounds),
-            "sla_seconds": self.sla_seconds, "ok": self.ok.to_json(),
-            "error": self.error.to_json(), "items": self.items,
-            "error_types": self.error_types, "sla_violations": self.sla_violations,
-            "load": st(self.load), "first_inference": st(self.first_inference),
+            "model": self.model,
+            "provider": self.provider,
+            "bounds": list(self.bounds),
+            "sla_seconds": self.sla_seconds,
+            "ok": self.ok.to_json(),
+            "error": self.error.to_json(),
+            "items": self.items,
+            "error_types": self.error_types,
+            "sla_violations": self.sla_violations,
+            "load": st(self.load),
+            "first_inference": st(self.first_inference),
             "slices": {str(k): s.to_json() for k, s in self.slices.items()},
         }
 
@@ -219,14 +239,17 @@ class SeriesState:
         if not isinstance(errs, dict) or not all(isinstance(k, str) for k in errs):
             raise ValueError("error_types must map names to counts")
         return cls(
-            model=model, provider=provider, bounds=bounds,
+            model=model,
+            provider=provider,
+            bounds=bounds,
             sla_seconds=_opt_num(d["sla_seconds"], "sla_seconds"),
             ok=Hist.from_json(d["ok"], len(bounds) + 1),
             error=Hist.from_json(d["error"], len(bounds) + 1),
             items=_int(d["items"], "items"),
             error_types={k: _int(v, "error count") for k, v in errs.items()},
             sla_violations=_int(d["sla_violations"], "sla_violations"),
-            load=st(d["load"]), first_inference=st(d["first_inference"]),
+            load=st(d["load"]),
+            first_inference=st(d["first_inference"]),
             slices={int(k): Slice.from_json(v) for k, v in d["slices"].items()},
         )
 
@@ -252,8 +275,9 @@ def _window(s: SeriesState, now: float, window_seconds: float) -> Slice:
     return w
 
 
-def readings(series: Iterable[SeriesState], now: float,
-             window_seconds: float = DEFAULT_WINDOW_SECONDS) -> Iterator[Reading]:
+def readings(
+    series: Iterable[SeriesState], now: float, window_seconds: float = DEFAULT_WINDOW_SECONDS
+) -> Iterator[Reading]:
     """The shim's metrics for merged series, in base units."""
     per_model: dict[str, list[SeriesState]] = {}
     for s in series:

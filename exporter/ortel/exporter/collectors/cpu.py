@@ -136,7 +136,8 @@ class CpuCollector(Collector):
                 if before is None or (shares := _shares(before, ticks)) is None:
                     continue  # CPU came online since the last sample, or no ticks elapsed
                 yield reading(
-                    catalog.CPU_CORE_UTILIZATION, 1.0 - sum(shares[i] for i in idle), cpu=cpu)
+                    catalog.CPU_CORE_UTILIZATION, 1.0 - sum(shares[i] for i in idle), cpu=cpu
+                )
         yield reading(catalog.CPU_COUNT, len(cur.per_cpu))
         if cur.ctxt is not None:
             yield reading(catalog.CONTEXT_SWITCHES, cur.ctxt)

@@ -17,11 +17,15 @@ from .base import Collector, CollectorSpec, NoDataError
 class InferenceCollector(Collector):
     name = "inference"
 
-    def __init__(self, multiproc_dir: Path | None, procfs: Path = Path("/proc"),
-                 window_seconds: float = 60.0) -> None:
+    def __init__(
+        self, multiproc_dir: Path | None, procfs: Path = Path("/proc"), window_seconds: float = 60.0
+    ) -> None:
         self.window_seconds = window_seconds
-        self._reader = None if multiproc_dir is None else MultiprocReader(
-            multiproc_dir, procfs, window_seconds)
+        self._reader = (
+            None
+            if multiproc_dir is None
+            else MultiprocReader(multiproc_dir, procfs, window_seconds)
+        )
 
     def collect(self) -> Iterator[Reading]:
         if self._reader is None:
@@ -38,6 +42,8 @@ class InferenceCollector(Collector):
 
 
 SPEC = CollectorSpec(
-    "inference", True,
+    "inference",
+    True,
     lambda o: InferenceCollector(o.multiproc_dir, o.procfs, o.window_seconds),
-    "inference metrics merged from instrumented processes' snapshots (--multiproc-dir)")
+    "inference metrics merged from instrumented processes' snapshots (--multiproc-dir)",
+)

@@ -74,7 +74,8 @@ class MemoryCollector(Collector):
         if "pgfault" in vmstat and "pgmajfault" in vmstat:
             # pgfault counts every fault, major ones included.
             yield reading(
-                catalog.PAGE_FAULTS, vmstat["pgfault"] - vmstat["pgmajfault"], type="minor")
+                catalog.PAGE_FAULTS, vmstat["pgfault"] - vmstat["pgmajfault"], type="minor"
+            )
             yield reading(catalog.PAGE_FAULTS, vmstat["pgmajfault"], type="major")
 
 

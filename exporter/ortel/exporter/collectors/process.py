@@ -103,8 +103,10 @@ class ProcessCollector(Collector):
             reading(catalog.PROCESS_FAULTS, stat.minflt, type="minor", **pl),
             reading(catalog.PROCESS_FAULTS, stat.majflt, type="major", **pl),
         ]
-        for key, kind in (("voluntary_ctxt_switches", "voluntary"),
-                          ("nonvoluntary_ctxt_switches", "involuntary")):
+        for key, kind in (
+            ("voluntary_ctxt_switches", "voluntary"),
+            ("nonvoluntary_ctxt_switches", "involuntary"),
+        ):
             if key in status:  # absent before Linux 2.6.23
                 out.append(reading(catalog.PROCESS_CTX, int(status[key]), type=kind, **pl))
         return out
