@@ -41,6 +41,11 @@ def instrumented_pids(directory: Path | None) -> list[int]:
 
 def _load(path: Path) -> list[SeriesState]:
     """Parse a snapshot or archive; raises ValueError on anything malformed."""
+    return _parse(path)[0]
+
+
+def _parse(path: Path) -> tuple[list[SeriesState], dict]:
+    """The series and the whole document (the archive's ``absorbed`` and ``exited`` live there)."""
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ValueError("file too large")
     try:
@@ -52,9 +57,31 @@ def _load(path: Path) -> list[SeriesState]:
             raise ValueError("series must be a list")
         out = [SeriesState.from_json(s) for s in series]
         merge_all([out])  # proves the series agree with each other (same buckets per key)
-        return out
+        return out, doc
     except (KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"malformed snapshot ({type(e).__name__}: {e})") from None
+
+
+def _load_archive(path: Path) -> tuple[list[SeriesState], set[str], int]:
+    """The archive's series, the snapshot names it absorbed, and how many processes it holds."""
+    series, doc = _parse(path)
+    absorbed = doc.get("absorbed", [])
+    if not (isinstance(absorbed, list) and all(isinstance(n, str) for n in absorbed)):
+        raise ValueError("archive: absorbed must be a list of file names")
+    exited = doc.get("exited", len(absorbed))  # archives written before the count was kept
+    if type(exited) is not int or exited < 0:
+        raise ValueError("archive: exited must be a non-negative integer")
+    return series, set(absorbed), exited
+
+
+def _clash(known: dict[tuple[str, str], tuple[float, ...]], states: list[SeriesState]) -> str:
+    """Why ``states`` cannot be merged with the series seen so far ("" if they can); else record
+    their buckets. One process configured with other buckets must not take the others down."""
+    for s in states:
+        if known.get(s.key, s.bounds) != s.bounds:
+            return f"histogram buckets of {s.model}/{s.provider} differ from other processes'"
+    known.update((s.key, s.bounds) for s in states)
+    return ""
 
 
 @dataclass
@@ -91,16 +118,18 @@ class MultiprocReader:
         archive_path = self.directory / ARCHIVE
         archive: list[SeriesState] = []
         absorbed: set[str] = set()
+        exited = 0
         if archive_path.exists():
             try:
-                archive = _load(archive_path)
-                absorbed = set(json.loads(archive_path.read_bytes()).get("absorbed", []))
+                archive, absorbed, exited = _load_archive(archive_path)
             except (OSError, ValueError) as e:
                 # Never overwrite an archive we cannot read: that would lose counts for good.
                 self._bad(ARCHIVE, str(e))
                 return self._read_live_only()
         live: list[list[SeriesState]] = []
         dead: list[tuple[str, list[SeriesState]]] = []
+        known: dict[tuple[str, str], tuple[float, ...]] = {}
+        _clash(known, archive)
         try:
             names = sorted(p.name for p in self.directory.iterdir())
         except OSError:
@@ -113,32 +142,44 @@ class MultiprocReader:
             if name in absorbed:
                 _unlink(path)  # already in the archive: finish an interrupted compaction
                 continue
+            # Liveness first: a process found dead has written its last snapshot, whereas one
+            # that exits between our read and the check could leave newer counts we would delete.
+            alive = self._alive(int(m.group(1)), int(m.group(2)))
             try:
                 states = _load(path)
             except (OSError, ValueError) as e:
                 self._bad(name, str(e))
                 continue
-            if self._alive(int(m.group(1)), int(m.group(2))):
+            if why := _clash(known, states):
+                self._bad(name, why)
+                continue
+            if alive:
                 live.append(states)
             else:
                 dead.append((name, states))
         if dead:
-            archive = self._compact(archive_path, archive, absorbed, dead)
+            exited += len(dead)
+            archive = self._compact(archive_path, archive, absorbed, dead, exited)
         now = time.time()
         merged = merge_all([archive, *live])
         for s in merged.values():
             s.prune(now, self.window_seconds)
-        n_archived = len(absorbed) + len(dead)
-        return MergeResult(merged, live=len(live), archived=n_archived)
+        return MergeResult(merged, live=len(live), archived=exited)
 
     def _read_live_only(self) -> MergeResult:
         groups = []
+        known: dict[tuple[str, str], tuple[float, ...]] = {}
         for name in sorted(os.listdir(self.directory)):
             if SNAPSHOT_RE.match(name):
                 try:
-                    groups.append(_load(self.directory / name))
+                    states = _load(self.directory / name)
                 except (OSError, ValueError) as e:
                     self._bad(name, str(e))
+                    continue
+                if why := _clash(known, states):
+                    self._bad(name, why)
+                    continue
+                groups.append(states)
         return MergeResult(merge_all(groups), live=len(groups))
 
     def _compact(
@@ -147,6 +188,7 @@ class MultiprocReader:
         archive: list[SeriesState],
         absorbed: set[str],
         dead: list[tuple[str, list[SeriesState]]],
+        exited: int,
     ) -> list[SeriesState]:
         merged = merge_all([archive] + [s for _, s in dead])
         now = time.time()
@@ -159,6 +201,7 @@ class MultiprocReader:
             "version": 1,
             "written": now,
             "absorbed": sorted(keep),
+            "exited": exited,
             "series": [s.to_json() for s in merged.values()],
         }
         tmp = self.directory / f".{ARCHIVE}.tmp"

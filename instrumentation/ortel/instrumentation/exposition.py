@@ -17,6 +17,19 @@ from .catalog import MetricDef
 from .readings import HistogramValue, Reading, SummaryValue
 
 
+MAX_LABEL_CHARS = 256  # a model name longer than this is a bug upstream, not a label
+
+
+def clean_label(value: str) -> str:
+    """Labels must be valid UTF-8 for every scraper: a stray surrogate (a non-UTF-8 file name
+    decoded with surrogateescape) would otherwise fail the whole scrape. Overlong values are cut."""
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    if len(value) > MAX_LABEL_CHARS:
+        value = value[: MAX_LABEL_CHARS - 1] + "…"
+    return value
+
+
 def _unit(m: MetricDef) -> str:
     # prometheus_client appends the unit to a name that lacks it: only declare what the name has.
     return m.unit if m.unit and m.family_name.endswith("_" + m.unit) else ""
@@ -40,7 +53,7 @@ def to_families(readings: Iterable[Reading]) -> Iterator[Metric]:
         entry = families.get(r.metric.name)
         if entry is None:
             entry = families[r.metric.name] = (_family(r.metric), {})
-        entry[1][r.labels] = r.value
+        entry[1][tuple(clean_label(v) for v in r.labels)] = r.value
     for fam, samples in families.values():
         for labels, value in samples.items():
             if isinstance(value, HistogramValue):

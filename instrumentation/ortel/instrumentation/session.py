@@ -58,8 +58,9 @@ def instrument_session(
         for m, fn in steady.items():
             setattr(session, m, fn)
 
+    cold = [True]  # shared by the three methods: the session has one first call
     for m in originals:
-        setattr(session, m, _cold(steady[m], series, go_warm))
+        setattr(session, m, _cold(steady[m], series, go_warm, cold))
     session._ortel_series = series
     return session
 
@@ -72,9 +73,13 @@ def uninstrument_session(session: Any) -> None:
         d.pop(m, None)
 
 
-def _cold(warm_fn: Callable[..., Any], series: Series, go_warm: Callable[[], None]):
+def _cold(warm_fn: Callable[..., Any], series: Series, go_warm: Callable[[], None],
+          cold: list[bool]) -> Callable[..., Any]:
     def first_call(*args: Any, **kwargs: Any) -> Any:
-        go_warm()  # before the call: a concurrent second caller must not count as cold too
+        if not cold[0]:  # a reference taken before the first call: stay correct, not fast
+            return warm_fn(*args, **kwargs)
+        cold[0] = False  # claim first: a concurrent second caller must not count as cold too
+        go_warm()
         t0 = perf_counter_ns()
         try:
             return warm_fn(*args, **kwargs)

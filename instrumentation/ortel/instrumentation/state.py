@@ -18,6 +18,11 @@ from .sketch import LogSketch
 SLICE_SECONDS = 5.0  # the sliding window is made of slices this long, keyed by wall-clock index
 DEFAULT_WINDOW_SECONDS = 60.0
 NS = 1e-9
+# Parsing limits: a snapshot is untrusted input, and anything it holds must survive float() and
+# the sketch's GAMMA**index in readings(). Far beyond what a real process can produce.
+MAX_INT = 1 << 96
+MAX_SKETCH_INDEX = 10_000  # GAMMA**i ~ 1e43; durations of 1 ns ... 292 years lie within ±2,300
+MAX_LABEL_CHARS = 1024
 
 
 def slice_key(now: float) -> int:
@@ -29,12 +34,20 @@ def window_keys(window_seconds: float) -> int:
 
 
 def _int(v: object, what: str) -> int:
-    if type(v) is not int or v < 0:
+    if type(v) is not int or v < 0 or v > MAX_INT:
         raise ValueError(f"{what} must be a non-negative integer")
     return v
 
 
+def _label(v: object, what: str) -> str:
+    if not isinstance(v, str) or len(v) > MAX_LABEL_CHARS:
+        raise ValueError(f"{what} must be a string of at most {MAX_LABEL_CHARS} characters")
+    return v
+
+
 def _num(v: object, what: str) -> float:
+    if type(v) is int and abs(v) > MAX_INT:  # math.isfinite would raise OverflowError
+        raise ValueError(f"{what} is out of range")
     if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
         raise ValueError(f"{what} must be a non-negative number")
     return float(v)
@@ -131,6 +144,10 @@ class Slice:
         )
         if s.sketch.count != s.count:
             raise ValueError("slice count differs from its sketch")
+        if s.violations > s.count:
+            raise ValueError("slice has more SLA violations than inferences")
+        if any(abs(k) > MAX_SKETCH_INDEX for k in s.sketch.counts):
+            raise ValueError("sketch index out of range")
         return s
 
 
@@ -221,9 +238,7 @@ class SeriesState:
     @classmethod
     def from_json(cls, d: dict) -> SeriesState:
         """Parse and validate; raises ValueError/KeyError/TypeError on anything malformed."""
-        model, provider = d["model"], d["provider"]
-        if not (isinstance(model, str) and isinstance(provider, str)):
-            raise ValueError("model and provider must be strings")
+        model, provider = _label(d["model"], "model"), _label(d["provider"], "provider")
         bounds = tuple(_num(b, "bucket bound") for b in d["bounds"])
         if not bounds or list(bounds) != sorted(set(bounds)):
             raise ValueError("bucket bounds must be increasing")
@@ -235,9 +250,11 @@ class SeriesState:
                 raise ValueError("stamped value must be [value, at]")
             return Stamped(_num(v[0], "value"), _num(v[1], "timestamp"))
 
-        errs = d["error_types"]
-        if not isinstance(errs, dict) or not all(isinstance(k, str) for k in errs):
+        errs, slices = d["error_types"], d["slices"]
+        if not isinstance(errs, dict):
             raise ValueError("error_types must map names to counts")
+        if not isinstance(slices, dict):
+            raise ValueError("slices must map slice keys to slices")
         return cls(
             model=model,
             provider=provider,
@@ -246,11 +263,11 @@ class SeriesState:
             ok=Hist.from_json(d["ok"], len(bounds) + 1),
             error=Hist.from_json(d["error"], len(bounds) + 1),
             items=_int(d["items"], "items"),
-            error_types={k: _int(v, "error count") for k, v in errs.items()},
+            error_types={_label(k, "error type"): _int(v, "error count") for k, v in errs.items()},
             sla_violations=_int(d["sla_violations"], "sla_violations"),
             load=st(d["load"]),
             first_inference=st(d["first_inference"]),
-            slices={int(k): Slice.from_json(v) for k, v in d["slices"].items()},
+            slices={int(k): Slice.from_json(v) for k, v in slices.items()},
         )
 
 

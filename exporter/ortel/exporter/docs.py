@@ -1,0 +1,89 @@
+"""Generated parts of the README: metric catalogue, collectors, options.
+
+    python -m ortel.exporter.docs --write README.md   # regenerate
+    python -m ortel.exporter.docs --check README.md   # exit 1 when stale (a test runs this)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ortel.instrumentation import catalog
+
+from .collectors.registry import SPECS
+from .config import OPTIONS
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def metrics_table() -> str:
+    rows = ["| metric | type | labels | OTel name | description |", "|---|---|---|---|---|"]
+    for m in catalog.all_metrics():
+        labels = ", ".join(m.labels) or "—"
+        rows.append(
+            f"| `{m.name}` | {m.kind} | {labels} | `{m.otel_name}` | {_cell(m.help)} |"
+        )
+    b = ", ".join(f"{x:g}" for x in catalog.DEFAULT_LATENCY_BUCKETS)
+    rows.append("")
+    rows.append(f"Default latency buckets (seconds): {b}.")
+    return "\n".join(rows)
+
+
+def collectors_table() -> str:
+    rows = ["| collector | default | what it reads |", "|---|---|---|"]
+    for s in SPECS:
+        rows.append(f"| `{s.name}` | {'on' if s.enabled_by_default else 'off'} | {_cell(s.help)} |")
+    return "\n".join(rows)
+
+
+def options_table() -> str:
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for o in OPTIONS:
+        default = "off" if o.flag and not o.default else o.default
+        default = "—" if default is None else f"`{default}`"
+        rows.append(f"| `{o.opt}` | `{o.envvar}` | {default} | {_cell(o.help)} |")
+    rows.append("| `--config` | `ORTEL_CONFIG` | — | YAML, JSON or TOML file with the keys above. |")
+    return "\n".join(rows)
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "metrics": metrics_table,
+    "collectors": collectors_table,
+    "options": options_table,
+}
+
+
+def render(text: str) -> str:
+    for name, make in SECTIONS.items():
+        pattern = re.compile(
+            rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.DOTALL
+        )
+        if not pattern.search(text):
+            raise ValueError(f"missing <!-- generated:{name} --> block")
+        text = pattern.sub(lambda m, body=make(): m.group(1) + body + "\n" + m.group(2), text)
+    return text
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("--check", "--write"):
+        print("usage: python -m ortel.exporter.docs --check|--write README.md", file=sys.stderr)
+        return 2
+    path = Path(argv[1])
+    old = path.read_text()
+    new = render(old)
+    if argv[0] == "--write":
+        path.write_text(new)
+        return 0
+    if new != old:
+        print(f"{path} is stale: run python -m ortel.exporter.docs --write {path}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,152 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ortel.instrumentation import catalog as c
+from ortel.instrumentation.recorder import Recorder
+from ortel.instrumentation.state import NS, SLICE_SECONDS
+
+
+def values(readings):
+    return {(r.metric.name, r.labels): r.value for r in readings}
+
+
+def test_fold_buckets_sums_and_counts_exactly():
+    rec = Recorder()
+    s = rec.series("m", "cpu", sla_seconds=1e-3)
+    durations = [40_000, 50_000, 50_001, 2_000_000, 90_000_000_000]  # ns
+    s.ok.extend(durations)
+    s.items.extend([1, 4, 8])
+    (st,) = rec.states()
+    b = c.DEFAULT_LATENCY_BUCKETS
+    assert st.ok.count == 5 and st.ok.sum_ns == sum(durations)
+    # le semantics: 50 µs is in the 5e-05 bucket, 50.001 µs is not; 90 s lands in +Inf.
+    assert st.ok.counts[0] == 2 and st.ok.counts[1] == 1 and st.ok.counts[-1] == 1
+    assert st.ok.counts[b.index(0.00281)] == 1
+    assert st.items == 13
+    assert st.sla_violations == 2
+    assert s.ok == [] and s.items == []  # buffers consumed in place
+
+
+def test_errors_are_counted_by_type_and_in_the_error_histogram():
+    rec = Recorder()
+    s = rec.series("m", "cpu")
+    s.error(1000, ValueError("x"))
+    s.error(2000, ValueError("y"))
+    s.error(3000, KeyError("z"))
+    got = values(rec.readings())
+    assert got[(c.INFERENCES.name, ("m", "cpu", "error"))] == 3
+    assert got[(c.INFERENCE_ERRORS.name, ("m", "ValueError"))] == 2
+    assert got[(c.INFERENCE_ERRORS.name, ("m", "KeyError"))] == 1
+    assert got[(c.INFERENCE_DURATION.name, ("m", "cpu", "error"))].sum == pytest.approx(6e-6)
+
+
+def test_counts_exact_under_eight_threads_while_folding():
+    rec = Recorder()
+    s = rec.series("m", "cpu")
+    per_thread, threads = 20_000, 8
+    stop = threading.Event()
+
+    def folder():
+        while not stop.is_set():
+            rec.fold()
+
+    def worker():
+        ok, items = s.ok.append, s.items.append
+        for i in range(per_thread):
+            ok(1000 + i)
+            items(2)
+
+    f = threading.Thread(target=folder)
+    f.start()
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    stop.set()
+    f.join()
+    (st,) = rec.states()
+    assert st.ok.count == per_thread * threads
+    assert st.items == 2 * per_thread * threads
+    assert st.ok.sum_ns == threads * sum(1000 + i for i in range(per_thread))
+
+
+def test_window_statistics_match_numpy_and_expire():
+    rec = Recorder(window_seconds=10)
+    s = rec.series("m", "cpu")
+    data = np.random.default_rng(3).lognormal(-8, 0.4, 10_000)
+    s.ok.extend(int(v * 1e9) for v in data)
+    now = 1_000_000.0
+    rec.fold(now)
+    got = values(rec.readings(now))
+    summary = got[(c.LATENCY_QUANTILE.name, ("m", "cpu"))]
+    exact_ns = np.array([int(v * 1e9) for v in data]) * NS
+    for q, v in summary.quantiles:
+        assert v == pytest.approx(np.percentile(exact_ns, q * 100), rel=0.01)
+    assert got[(c.LATENCY_MEAN.name, ("m", "cpu"))] == pytest.approx(exact_ns.mean())
+    assert got[(c.LATENCY_STDDEV.name, ("m", "cpu"))] == pytest.approx(exact_ns.std(), rel=1e-6)
+    assert got[(c.LATENCY_MIN.name, ("m", "cpu"))] == pytest.approx(exact_ns.min())
+    assert got[(c.LATENCY_MAX.name, ("m", "cpu"))] == pytest.approx(exact_ns.max())
+    # Twelve seconds later the slice has left the 10 s window; the cumulative counts remain.
+    later = values(rec.readings(now + 10 + SLICE_SECONDS))
+    assert later[(c.WINDOW_INFERENCES.name, ("m", "cpu"))] == 0
+    assert (c.LATENCY_MEAN.name, ("m", "cpu")) not in later
+    assert later[(c.INFERENCES.name, ("m", "cpu", "ok"))] == 10_000
+
+
+def test_sla_compliance_over_the_window():
+    rec = Recorder()
+    s = rec.series("m", "cpu", sla_seconds=0.001)
+    s.ok.extend([500_000] * 9 + [5_000_000])
+    got = values(rec.readings())
+    assert got[(c.SLA_VIOLATIONS.name, ("m",))] == 1
+    assert got[(c.SLA_COMPLIANCE.name, ("m",))] == pytest.approx(0.9)
+    assert got[(c.SLA_TARGET.name, ("m",))] == 0.001
+
+
+def test_custom_buckets_per_model():
+    rec = Recorder()
+    s = rec.series("m", "cpu", buckets=(0.1, 1.0))
+    s.ok.extend([50_000_000, 500_000_000, 5_000_000_000])
+    h = values(rec.readings())[(c.INFERENCE_DURATION.name, ("m", "cpu", "ok"))]
+    assert h.bounds == (0.1, 1.0) and h.counts == (1, 1, 1)
+
+
+def test_background_flusher_folds_and_calls_hooks():
+    rec = Recorder()
+    seen = []
+    rec.on_flush(lambda r: seen.append(r))
+    s = rec.series("m", "cpu")
+    s.ok.append(1000)
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen and s.ok == []
+    rec.close()
+
+
+def test_a_failing_flush_hook_is_logged_not_raised(caplog):
+    rec = Recorder()
+
+    def broken(_):
+        raise OSError("disk full")
+
+    rec.on_flush(broken)
+    rec.flush()
+    assert "flush hook failed" in caplog.text
+    rec.close()
+
+
+def test_reset_forgets_counts_but_keeps_bound_appends_working():
+    rec = Recorder()
+    s = rec.series("m", "cpu")
+    append = s.ok.append
+    append(1000)
+    rec.fold()
+    rec.reset()
+    append(2000)
+    (st,) = rec.states()
+    assert st.ok.count == 1 and st.ok.sum_ns == 2000
