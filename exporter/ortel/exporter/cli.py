@@ -67,7 +67,29 @@ def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands whose code imports onnxruntime/onnx (analysis, profiling) load only when run,
+    so ``ortel serve`` never imports them."""
+
+    lazy: dict[str, str] = {}  # command name -> "module:attribute" of a click.Command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+# Register heavy commands here, not by importing them.
+LazyGroup.lazy = {}
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ortel")
 def cli() -> None:
     """ortel: what an inference costs, exported to Prometheus."""
@@ -113,11 +135,18 @@ def demo(**params: Any) -> None:
     _serve(demo_default=True, **params)
 
 
+# click >= 8.2 raises this (a UsageError whose message is the whole help) for a bare group.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="ortel", standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
+    except _NO_ARGS_IS_HELP as e:  # bare `ortel`: the help, as click shows it, not an "error:"
+        click.echo(e.format_message(), err=True)
+        sys.exit(2)
     except click.ClickException as e:  # bad flags: one line, not usage + error
         fail(e.format_message())
     sys.exit(rv if isinstance(rv, int) else 0)

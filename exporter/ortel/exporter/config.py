@@ -92,9 +92,13 @@ class Settings:
     log_level: str
 
 
+MAX_SECONDS = 1e9  # --interval/--window: below threading.TIMEOUT_MAX, and finite
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port_s = value.rpartition(":")
-    if not sep or not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+    # isascii(): str.isdigit() is also true for "²" and friends, which int() rejects.
+    if not sep or not (port_s.isascii() and port_s.isdigit()) or not 0 <= int(port_s) <= 65535:
         raise ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if host == "":
@@ -113,15 +117,16 @@ def _names(value: str) -> list[str]:
 
 def build_settings(p: dict[str, Any]) -> Settings:
     host, port = parse_listen(p["listen"])
-    if not p["interval"] > 0:
-        raise ConfigError("--interval must be greater than 0")
-    if not p["window"] > 0:
-        raise ConfigError("--window must be greater than 0")
+    for key in ("interval", "window"):
+        if not p[key] > 0:
+            raise ConfigError(f"--{key} must be greater than 0")
+        if not p[key] <= MAX_SECONDS:  # inf overflows the sampler's waits and the window maths
+            raise ConfigError(f"--{key} must be at most {MAX_SECONDS:g} seconds")
     wanted, off = _names(p["collectors"]), _names(p["disable_collectors"])
     for n in wanted + off:
         if n not in BY_NAME:
             raise ConfigError(f"unknown collector {n!r} (known: {_KNOWN})")
-    chosen = tuple(n for n in wanted if n not in off)
+    chosen = tuple(dict.fromkeys(n for n in wanted if n not in off))  # "cpu,cpu": one cpu
     multiproc = p["multiproc_dir"]
     opts = CollectorOptions(
         sysfs=p["sysfs"],

@@ -41,9 +41,14 @@ class Daemon:
         self.sampler = Sampler(self.collectors, settings.interval)
         self._build = Reading(c.BUILD_INFO, (__version__, platform.python_version()), 1.0)
         # Bind before anything starts so "port in use" fails fast and cleanly.
-        self.server = make_server(
-            settings.host, settings.port, self.readings, list(settings.collectors)
-        )
+        try:
+            self.server = make_server(
+                settings.host, settings.port, self.readings, list(settings.collectors)
+            )
+        except OSError:
+            if self._demo_dir:  # nothing else will remove it
+                shutil.rmtree(self._demo_dir, ignore_errors=True)
+            raise
 
     def readings(self) -> list[Reading]:
         return [self._build, *self.sampler.readings()]

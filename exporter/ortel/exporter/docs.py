@@ -1,7 +1,7 @@
 """Generated parts of the README: metric catalogue, collectors, options.
 
-    python -m ortel.exporter.docs --write README.md   # regenerate
-    python -m ortel.exporter.docs --check README.md   # exit 1 when stale (a test runs this)
+python -m ortel.exporter.docs --write README.md   # regenerate
+python -m ortel.exporter.docs --check README.md   # exit 1 when stale (a test runs this)
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ def metrics_table() -> str:
     rows = ["| metric | type | labels | OTel name | description |", "|---|---|---|---|---|"]
     for m in catalog.all_metrics():
         labels = ", ".join(m.labels) or "—"
-        rows.append(
-            f"| `{m.name}` | {m.kind} | {labels} | `{m.otel_name}` | {_cell(m.help)} |"
-        )
+        rows.append(f"| `{m.name}` | {m.kind} | {labels} | `{m.otel_name}` | {_cell(m.help)} |")
     b = ", ".join(f"{x:g}" for x in catalog.DEFAULT_LATENCY_BUCKETS)
     rows.append("")
     rows.append(f"Default latency buckets (seconds): {b}.")
@@ -47,7 +45,7 @@ def options_table() -> str:
         default = "off" if o.flag and not o.default else o.default
         default = "—" if default is None else f"`{default}`"
         rows.append(f"| `{o.opt}` | `{o.envvar}` | {default} | {_cell(o.help)} |")
-    rows.append("| `--config` | `ORTEL_CONFIG` | — | YAML, JSON or TOML file with the keys above. |")
+    rows.append("| `--config` | `ORTEL_CONFIG` | — | YAML, JSON or TOML file with these keys. |")
     return "\n".join(rows)
 
 
@@ -65,7 +63,8 @@ def render(text: str) -> str:
         )
         if not pattern.search(text):
             raise ValueError(f"missing <!-- generated:{name} --> block")
-        text = pattern.sub(lambda m, body=make(): m.group(1) + body + "\n" + m.group(2), text)
+        body = make()
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
     return text
 
 

@@ -340,6 +340,18 @@ PROCESS_FAULTS = _define(
     "process.paging.faults",
 )
 
+# --- power, energy, thermal, GPU (issue 3: rapl, hwmon, thermal, nvml, powermetrics, estimate) -
+# (anchor: power metrics go here)
+
+# --- energy attribution (issue 4) ---------------------------------------------------------------
+# (anchor: attribution metrics go here)
+
+# --- operators and generation (issues 5, 6) -----------------------------------------------------
+# (anchor: operator and LLM metrics go here)
+
+# --- kernel and runtime events (issue 10) -------------------------------------------------------
+# (anchor: event metrics go here)
+
 # --- the daemon's own health -------------------------------------------------------------------
 COLLECTOR_DURATION = _define(
     "ortel_scrape_collector_duration_seconds",

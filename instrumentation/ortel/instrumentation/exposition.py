@@ -16,7 +16,6 @@ from prometheus_client.utils import floatToGoString
 from .catalog import MetricDef
 from .readings import HistogramValue, Reading, SummaryValue
 
-
 MAX_LABEL_CHARS = 256  # a model name longer than this is a bug upstream, not a label
 
 

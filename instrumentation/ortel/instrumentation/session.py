@@ -73,8 +73,9 @@ def uninstrument_session(session: Any) -> None:
         d.pop(m, None)
 
 
-def _cold(warm_fn: Callable[..., Any], series: Series, go_warm: Callable[[], None],
-          cold: list[bool]) -> Callable[..., Any]:
+def _cold(
+    warm_fn: Callable[..., Any], series: Series, go_warm: Callable[[], None], cold: list[bool]
+) -> Callable[..., Any]:
     def first_call(*args: Any, **kwargs: Any) -> Any:
         if not cold[0]:  # a reference taken before the first call: stay correct, not fast
             return warm_fn(*args, **kwargs)

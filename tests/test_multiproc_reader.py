@@ -1,0 +1,484 @@
+"""The daemon's side of multiprocess mode: merging, compaction, and surviving bad files.
+
+A fake procfs in tmp_path decides which snapshot writers are alive: ``<procfs>/<pid>/stat`` with
+the process start time (clock ticks) at field 22, as ``process_start_ticks`` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from ortel.exporter.multiproc import ARCHIVE, MultiprocReader, instrumented_pids
+from ortel.instrumentation import catalog as c
+from ortel.instrumentation.multiproc import (
+    FORMAT,
+    VERSION,
+    process_start_ticks,
+    snapshot_name,
+)
+from ortel.instrumentation.recorder import Recorder
+from ortel.instrumentation.state import SeriesState, readings
+
+ML = ("resnet", "cpu")
+SLA = 0.01  # 10 ms
+
+# Two processes' worth of calls (durations in ns), and what one process doing both would hold.
+A = {"ok": [1_000_000, 2_000_000, 30_000_000], "errors": [(5_000_000, "ValueError")], "items": [4]}
+B = {
+    "ok": [700_000, 3_000_000, 50_000_000, 9_000_000],
+    "errors": [(1_000_000, "TimeoutError"), (2_000_000, "ValueError")],
+    "items": [8, 8],
+}
+BOTH = {k: A[k] + B[k] for k in A}
+
+
+# --- fixtures and helpers ----------------------------------------------------------------------
+
+
+class FakeProc:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def start(self, pid: int, start: int) -> None:
+        d = self.root / str(pid)
+        d.mkdir(parents=True, exist_ok=True)
+        fields = ["S"] + ["0"] * 18 + [str(start)] + ["0"] * 30  # fields 3..21, 22, ...
+        (d / "stat").write_text(f"{pid} (python3) " + " ".join(fields) + "\n")
+
+    def exit(self, pid: int) -> None:
+        shutil.rmtree(self.root / str(pid))
+
+
+@pytest.fixture
+def proc(tmp_path: Path) -> FakeProc:
+    return FakeProc(tmp_path / "proc")
+
+
+@pytest.fixture
+def mdir(tmp_path: Path) -> Path:
+    d = tmp_path / "multiproc"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def reader(mdir: Path, proc: FakeProc) -> MultiprocReader:
+    proc.root.mkdir(exist_ok=True)
+    return MultiprocReader(mdir, proc.root, window_seconds=60.0)
+
+
+def recorded(calls: dict, now: float, model: str = "resnet", **kw) -> list[SeriesState]:
+    """What a process's recorder holds after these calls, folded at ``now``."""
+    rec = Recorder()
+    s = rec.series(model, "cpu", sla_seconds=SLA, **kw)
+    s.ok.extend(calls.get("ok", []))
+    s.errors.extend(calls.get("errors", []))
+    s.items.extend(calls.get("items", []))
+    return rec.states(now)
+
+
+def snapshot_doc(pid: int, start: int, states: list[SeriesState]) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "pid": pid,
+        "start": start,
+        "written": time.time(),
+        "window_seconds": 60.0,
+        "series": [s.to_json() for s in states],
+    }
+
+
+def write(mdir: Path, pid: int, start: int, states: list[SeriesState]) -> Path:
+    path = mdir / snapshot_name(pid, start)
+    path.write_text(json.dumps(snapshot_doc(pid, start, states)))
+    return path
+
+
+def counts(s: SeriesState) -> dict:
+    """Everything countable about a merged series (sums of squares are floats: compared apart)."""
+    d = s.to_json()
+    for sl in d["slices"].values():
+        sl.pop("sumsq")
+    return {k: d[k] for k in ("ok", "error", "items", "error_types", "sla_violations", "slices")}
+
+
+def total(reader: MultiprocReader) -> dict:
+    return counts(reader.read().series[ML])
+
+
+# --- the fake procfs itself --------------------------------------------------------------------
+
+
+def test_fake_procfs_start_time_is_what_process_start_ticks_reads(proc):
+    proc.start(42, 987654)
+    assert process_start_ticks(42, proc.root) == 987654
+    assert process_start_ticks(43, proc.root) == 0
+
+
+# --- live processes ----------------------------------------------------------------------------
+
+
+def test_two_live_processes_sum_exactly(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    proc.start(102, 6000)
+    write(mdir, 101, 5000, recorded(A, now))
+    write(mdir, 102, 6000, recorded(B, now))
+    (expected,) = recorded(BOTH, now)
+
+    result = reader.read()
+    assert (result.live, result.archived, result.bad_files) == (2, 0, [])
+    merged = result.series[ML]
+    assert counts(merged) == counts(expected)
+    assert merged.ok.count == 7 and merged.error.count == 3 and merged.items == 20
+    assert merged.error_types == {"ValueError": 2, "TimeoutError": 1}
+    assert merged.sla_violations == 2  # 30 ms and 50 ms against 10 ms
+    (sl,) = merged.slices.values()
+    assert sl.sumsq == pytest.approx(expected.slices[sl_key(expected)].sumsq, rel=1e-12)
+
+    got = {(r.metric.name, r.labels): r.value for r in readings([merged], now)}
+    want = {(r.metric.name, r.labels): r.value for r in readings([expected], now)}
+    q = (c.LATENCY_QUANTILE.name, ML)
+    assert got[q].quantiles == want[q].quantiles and got[q].count == 7
+    assert got[(c.WINDOW_INFERENCES.name, ML)] == 7.0
+    assert got[(c.LATENCY_MIN.name, ML)] == pytest.approx(0.0007)
+    assert got[(c.LATENCY_MAX.name, ML)] == pytest.approx(0.05)
+    assert got[(c.SLA_COMPLIANCE.name, ("resnet",))] == pytest.approx(5 / 7)
+
+
+def sl_key(s: SeriesState) -> int:
+    (k,) = s.slices
+    return k
+
+
+def test_reading_is_repeatable_and_leaves_live_files_alone(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    path = write(mdir, 101, 5000, recorded(A, now))
+    first = total(reader)
+    assert total(reader) == first
+    assert path.exists() and not (mdir / ARCHIVE).exists()
+
+
+def test_different_models_stay_apart(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    proc.start(102, 6000)
+    write(mdir, 101, 5000, recorded(A, now))
+    write(mdir, 102, 6000, recorded(B, now, model="bert"))
+    series = reader.read().series
+    assert series[ML].ok.count == 3 and series[("bert", "cpu")].ok.count == 4
+
+
+# --- exited processes: compaction --------------------------------------------------------------
+
+
+def test_an_exited_process_is_compacted_and_counters_do_not_go_back(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    proc.start(102, 6000)
+    a = write(mdir, 101, 5000, recorded(A, now))
+    write(mdir, 102, 6000, recorded(B, now))
+    before = total(reader)
+
+    proc.exit(101)
+    result = reader.read()
+    assert counts(result.series[ML]) == before
+    assert (result.live, result.archived) == (1, 1)
+    assert not a.exists()
+    archive = json.loads((mdir / ARCHIVE).read_text())
+    assert archive["format"] == FORMAT and archive["absorbed"] == [a.name]
+
+    for _ in range(2):  # and on every later read
+        result = reader.read()
+        assert counts(result.series[ML]) == before
+        assert (result.live, result.archived) == (1, 1)
+
+
+def test_exited_count_keeps_growing_over_successive_compactions(mdir, proc, reader):
+    now = time.time()
+    for pid in (101, 102, 103):
+        proc.start(pid, pid * 10)
+        write(mdir, pid, pid * 10, recorded(A, now))
+    before = total(reader)
+    for n, pid in enumerate((101, 102, 103), start=1):
+        proc.exit(pid)
+        for _ in range(2):
+            result = reader.read()
+            assert (result.live, result.archived) == (3 - n, n)
+            assert counts(result.series[ML]) == before
+
+
+def test_archive_survives_a_new_reader(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now))
+    before = total(reader)
+    proc.exit(101)
+    reader.read()
+    fresh = MultiprocReader(mdir, proc.root, 60.0)  # a daemon restart
+    result = fresh.read()
+    assert counts(result.series[ML]) == before and result.archived == 1
+
+
+def test_interrupted_compaction_does_not_double_count(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    proc.start(102, 6000)
+    states_a = recorded(A, now)
+    a = write(mdir, 101, 5000, states_a)
+    write(mdir, 102, 6000, recorded(B, now))
+    before = total(reader)
+
+    proc.exit(101)
+    reader.read()
+    write(mdir, 101, 5000, states_a)  # as if the daemon died between archive write and delete
+    assert json.loads((mdir / ARCHIVE).read_text())["absorbed"] == [a.name]
+
+    result = MultiprocReader(mdir, proc.root, 60.0).read()
+    assert counts(result.series[ML]) == before
+    assert result.archived == 1
+    assert not a.exists()
+
+
+def test_a_reused_pid_is_a_new_process(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    old = write(mdir, 101, 5000, recorded(A, now))
+    assert total(reader) == counts(recorded(A, now)[0])
+
+    proc.start(101, 7000)  # the old process died and the pid came back for another one
+    result = reader.read()
+    assert (result.live, result.archived) == (0, 1)
+    assert not old.exists()
+
+    new = write(mdir, 101, 7000, recorded(B, now))
+    assert new != old
+    result = reader.read()
+    assert (result.live, result.archived) == (1, 1)
+    assert counts(result.series[ML]) == counts(recorded(BOTH, now)[0])
+    assert new.exists()
+
+
+def test_unknown_start_time_trusts_the_pid(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    write(mdir, 101, 0, recorded(A, now))  # the writer could not read its start time
+    assert reader.read().live == 1
+    proc.exit(101)
+    assert reader.read().archived == 1
+
+
+def test_counts_written_just_before_exit_are_not_lost(mdir, proc, reader, monkeypatch):
+    """A process that writes its last snapshot and exits while the daemon reads the directory."""
+    now = time.time()
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now))
+    reader.read()
+    alive = reader._alive
+
+    def exits_meanwhile(pid: int, start: int) -> bool:
+        write(mdir, 101, 5000, recorded(BOTH, now))  # the final, larger snapshot
+        proc.exit(101)
+        return alive(pid, start)
+
+    monkeypatch.setattr(reader, "_alive", exits_meanwhile)
+    result = reader.read()
+    monkeypatch.undo()
+    assert counts(result.series[ML]) == counts(recorded(BOTH, now)[0])
+    assert counts(reader.read().series[ML]) == counts(recorded(BOTH, now)[0])
+
+
+def test_old_window_slices_are_pruned_but_totals_kept(mdir, proc, reader):
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, time.time() - 3600))
+    merged = reader.read().series[ML]
+    assert merged.slices == {}
+    assert merged.ok.count == 3
+
+
+# --- bad files ---------------------------------------------------------------------------------
+
+
+def _doc_bytes(mutate=None) -> bytes:
+    doc = snapshot_doc(900, 1, recorded(A, time.time()))
+    if mutate:
+        mutate(doc)
+    return json.dumps(doc).encode()
+
+
+def _series(key, value):
+    def mutate(doc):
+        doc["series"][0][key] = value
+
+    return mutate
+
+
+def _ok_counts(doc):
+    doc["series"][0]["ok"]["counts"].pop()
+
+
+GOOD = _doc_bytes()
+GARBAGE = {
+    "empty": b"",
+    "truncated": GOOD[: len(GOOD) // 2],
+    "not an object": b"[1, 2, 3]",
+    "series not a list": b'{"format": "ortel-snapshot", "series": {"a": 1}}',
+    "no series": b'{"format": "ortel-snapshot"}',
+    "series item not an object": b'{"format": "ortel-snapshot", "series": [3]}',
+    "wrong format tag": GOOD.replace(b'"ortel-snapshot"', b'"prometheus"'),
+    "negative count": _doc_bytes(_series("items", -4)),
+    "nan": _doc_bytes(_series("sla_seconds", float("nan"))),
+    "wrong bucket count": _doc_bytes(_ok_counts),
+    "not utf-8": b'{"format": "ortel-snapshot\xff\xfe", "series": []}',
+    "huge label": _doc_bytes(_series("model", "m" * 200_000)),
+    "deep nesting": b"[" * 100_000,
+    "count beyond float": _doc_bytes(_series("items", 10**400)),
+}
+
+
+def test_garbage_files_are_skipped_counted_and_logged_once_each(mdir, proc, reader, caplog):
+    caplog.set_level(logging.WARNING, logger="ortel.exporter")
+    now = time.time()
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now))
+    names = []
+    for pid, data in enumerate(GARBAGE.values(), start=200):
+        proc.start(pid, 1)  # alive, or they would be compacted (and never are: they are bad)
+        name = snapshot_name(pid, 1)
+        (mdir / name).write_bytes(data)
+        names.append(name)
+    directory = mdir / snapshot_name(300, 1)
+    directory.mkdir()
+    names.append(directory.name)
+
+    for _ in range(3):
+        result = reader.read()
+        assert counts(result.series[ML]) == counts(recorded(A, now)[0])
+        assert set(result.series) == {ML}
+        assert result.live == 1
+    assert reader.bad_files_total == len(names)
+    logged = [r.getMessage() for r in caplog.records if r.name == "ortel.exporter"]
+    for name in names:
+        assert sum(name in m for m in logged) == 1, name
+    assert len(logged) == len(names)
+    assert all((mdir / n).exists() for n in names)  # skipped, not deleted
+
+
+def test_a_dead_process_with_a_bad_file_does_not_block_compaction(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    a = write(mdir, 101, 5000, recorded(A, now))
+    (mdir / snapshot_name(102, 1)).write_bytes(b"{")  # pid 102 is not alive
+    before = total(reader)
+    proc.exit(101)
+    result = reader.read()
+    assert counts(result.series[ML]) == before and result.archived == 1
+    assert not a.exists() and (mdir / snapshot_name(102, 1)).exists()
+    assert reader.bad_files_total == 1
+
+
+@pytest.mark.parametrize("alive", [True, False], ids=["live", "exited"])
+def test_a_process_with_other_buckets_is_skipped_not_fatal(mdir, proc, reader, alive):
+    now = time.time()
+    proc.start(101, 5000)
+    proc.start(102, 6000)
+    write(mdir, 101, 5000, recorded(A, now))
+    odd = write(mdir, 102, 6000, recorded(B, now, buckets=(0.001, 0.1)))
+    if not alive:
+        proc.exit(102)
+    for _ in range(2):
+        result = reader.read()
+        assert counts(result.series[ML]) == counts(recorded(A, now)[0])
+    assert reader.bad_files_total == 1 and odd.exists()
+
+
+# --- the archive -------------------------------------------------------------------------------
+
+
+def _archive_doc(absorbed) -> bytes:
+    return json.dumps({"format": FORMAT, "absorbed": absorbed, "series": []}).encode()
+
+
+BAD_ARCHIVES = {
+    "truncated": b'{"format": "ortel-snapshot", "series": [',
+    "wrong format tag": b'{"format": "other", "series": []}',
+    "absorbed not a list": _archive_doc(5),
+    "absorbed not names": _archive_doc([[1], {"a": 1}]),
+    "negative exited": json.dumps({"format": FORMAT, "exited": -1, "series": []}).encode(),
+}
+
+
+@pytest.mark.parametrize("data", BAD_ARCHIVES.values(), ids=BAD_ARCHIVES.keys())
+def test_an_unreadable_archive_is_never_overwritten(mdir, proc, reader, data, caplog):
+    caplog.set_level(logging.WARNING, logger="ortel.exporter")
+    now = time.time()
+    (mdir / ARCHIVE).write_bytes(data)
+    proc.start(101, 5000)
+    proc.start(102, 6000)
+    write(mdir, 101, 5000, recorded(A, now))
+    b = write(mdir, 102, 6000, recorded(B, now))
+    proc.exit(102)  # would be compacted, but not into an archive we cannot read
+
+    for _ in range(2):
+        result = reader.read()
+        assert counts(result.series[ML]) == counts(recorded(BOTH, now)[0])
+    assert (mdir / ARCHIVE).read_bytes() == data
+    assert b.exists()
+    assert reader.bad_files_total == 1
+    assert sum(ARCHIVE in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_archive_that_is_a_directory_is_left_alone(mdir, proc, reader):
+    now = time.time()
+    (mdir / ARCHIVE).mkdir()
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now))
+    assert total(reader) == counts(recorded(A, now)[0])
+    assert (mdir / ARCHIVE).is_dir() and reader.bad_files_total == 1
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+def test_files_not_named_like_snapshots_are_ignored(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now))
+    others = [
+        "notes.txt",
+        "ortel-abc-1.json",
+        "ortel-1-2.json.bak",
+        "ortel-1-2.JSON",
+        "xortel-1-2.json",
+        "ortel-1.json",
+        f".{snapshot_name(101, 5000)}.140213.tmp",  # a writer's temporary file
+        f".{ARCHIVE}.tmp",
+    ]
+    for name in others:
+        (mdir / name).write_text("garbage")
+    result = reader.read()
+    assert counts(result.series[ML]) == counts(recorded(A, now)[0])
+    assert result.live == 1 and reader.bad_files_total == 0
+    assert all((mdir / n).exists() for n in others)
+
+
+def test_a_missing_directory_reads_as_empty(tmp_path, proc):
+    result = MultiprocReader(tmp_path / "absent", proc.root).read()
+    assert result.series == {} and result.live == 0
+
+
+def test_instrumented_pids(mdir, tmp_path):
+    for name in ("ortel-12-5.json", "ortel-12-9.json", "ortel-3-1.json", ARCHIVE, "x.json"):
+        (mdir / name).write_text("{}")
+    (mdir / ".ortel-44-1.json.1.tmp").write_text("{}")
+    assert instrumented_pids(mdir) == [3, 12]
+    assert instrumented_pids(None) == []
+    assert instrumented_pids(tmp_path / "absent") == []

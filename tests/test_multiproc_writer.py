@@ -1,0 +1,166 @@
+"""The shim's side of multiprocess mode: snapshot files the daemon can read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ortel.exporter.multiproc import MultiprocReader, _load
+from ortel.instrumentation.multiproc import (
+    ENV,
+    FORMAT,
+    VERSION,
+    SnapshotWriter,
+    enable_multiprocess,
+    process_start_ticks,
+    snapshot_name,
+)
+from ortel.instrumentation.recorder import Recorder
+
+HAS_PROC = Path("/proc/self/stat").exists()
+
+
+def recorder_with(n: int, model: str = "resnet") -> Recorder:
+    rec = Recorder()
+    s = rec.series(model, "cpu", sla_seconds=0.001)
+    s.ok.extend(range(100_000, 100_000 + n * 1000, 1000))
+    s.items.extend([2] * n)
+    s.errors.append((5_000, "ValueError"))
+    return rec
+
+
+def only_file(directory: Path) -> Path:
+    (path,) = directory.iterdir()
+    return path
+
+
+def test_writer_produces_a_file_the_daemon_reads(tmp_path):
+    rec = recorder_with(5)
+    SnapshotWriter(tmp_path)(rec)
+    path = only_file(tmp_path)
+    doc = json.loads(path.read_text())
+    assert (doc["format"], doc["version"], doc["pid"]) == (FORMAT, VERSION, os.getpid())
+    assert doc["window_seconds"] == rec.window_seconds
+    (state,) = _load(path)
+    assert state.key == ("resnet", "cpu")
+    assert (state.ok.count, state.items, state.error_types) == (5, 10, {"ValueError": 1})
+    assert state.to_json() == rec.states()[0].to_json()
+
+
+def test_file_name_is_pid_and_process_start_ticks(tmp_path):
+    SnapshotWriter(tmp_path)(recorder_with(1))
+    start = process_start_ticks()
+    if HAS_PROC:
+        assert start > 0
+    assert only_file(tmp_path).name == snapshot_name(os.getpid(), start)
+    assert snapshot_name(os.getpid(), start) == f"ortel-{os.getpid()}-{start}.json"
+    assert json.loads(only_file(tmp_path).read_text())["start"] == start
+
+
+def test_rewrites_replace_the_file_and_leave_no_temporary_files(tmp_path):
+    rec = recorder_with(1)
+    writer = SnapshotWriter(tmp_path)
+    series = rec.series("resnet", "cpu")
+    for i in range(5):
+        series.ok.append(1_000_000)
+        writer(rec)
+        assert [p.name for p in tmp_path.iterdir()] == [only_file(tmp_path).name]
+        (state,) = _load(only_file(tmp_path))
+        assert state.ok.count == 2 + i
+
+
+def test_writer_creates_its_directory(tmp_path):
+    SnapshotWriter(tmp_path / "a" / "b")(recorder_with(1))
+    assert only_file(tmp_path / "a" / "b").name.startswith("ortel-")
+
+
+def test_process_start_ticks_is_zero_when_unknown(tmp_path):
+    assert process_start_ticks(123, tmp_path) == 0
+    (tmp_path / "123").mkdir()
+    (tmp_path / "123" / "stat").write_text("123 (x) S 1 2\n")
+    assert process_start_ticks(123, tmp_path) == 0
+
+
+def test_process_start_ticks_survives_parentheses_in_the_name(tmp_path):
+    (tmp_path / "9").mkdir()
+    fields = ["S"] + ["0"] * 18 + ["4242"] + ["0"] * 10
+    (tmp_path / "9" / "stat").write_text("9 (a) (b) c) " + " ".join(fields))
+    assert process_start_ticks(9, tmp_path) == 4242
+
+
+def test_enable_multiprocess_without_a_directory_raises(monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    with pytest.raises(ValueError, match=ENV):
+        enable_multiprocess(recorder=Recorder())
+
+
+def test_enable_multiprocess_writes_on_flush(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    rec = recorder_with(3)
+    writer = enable_multiprocess(tmp_path, rec)
+    assert writer.directory == tmp_path
+    rec.flush()
+    (state,) = _load(only_file(tmp_path))
+    assert state.ok.count == 3
+
+
+def test_enable_multiprocess_takes_the_directory_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV, str(tmp_path / "env"))
+    rec = recorder_with(1)
+    assert enable_multiprocess(recorder=rec).directory == tmp_path / "env"
+    rec.flush()
+    assert only_file(tmp_path / "env").name.startswith(f"ortel-{os.getpid()}-")
+
+
+FORK_SNIPPET = """
+import os, sys
+from ortel.instrumentation import RECORDER, track
+
+for _ in range(7):
+    with track("forked", provider="cpu", items=1):
+        pass
+RECORDER.flush()
+pid = os.fork()
+if pid == 0:  # the child records nothing, flushes, and leaves without atexit
+    code = 1
+    try:
+        RECORDER.flush()
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+print(os.getpid(), pid, os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_writes_its_own_file_without_the_parents_counts(tmp_path):
+    # In a fresh interpreter: the fork hook belongs to the global recorder, which tests share.
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FORK_SNIPPET)],
+        env={**os.environ, ENV: str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    parent, child, code = map(int, out.stdout.split())
+    assert code == 0
+    files = {json.loads(p.read_text())["pid"]: p for p in tmp_path.glob("ortel-*.json")}
+    assert set(files) == {parent, child}
+    assert files[child].name.startswith(f"ortel-{child}-")
+    (child_state,) = _load(files[child])
+    assert (child_state.ok.count, child_state.items) == (0, 0)
+    (parent_state,) = _load(files[parent])
+    assert (parent_state.ok.count, parent_state.items) == (7, 7)
+
+    merged = MultiprocReader(tmp_path).read()  # both have exited by now: compacted
+    assert merged.series[("forked", "cpu")].ok.count == 7
+    assert merged.series[("forked", "cpu")].items == 7
+    assert merged.archived == 2
