@@ -74,10 +74,12 @@ class LazyGroup(click.Group):
     lazy: dict[str, str] = {}  # command name -> "module:attribute" of a click.Command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
+        # find_spec imports only the parent package: listing stays cheap and onnxruntime-free.
+        present = {n for n, t in self.lazy.items() if _module_exists(t.split(":")[0])}
+        return sorted({*super().list_commands(ctx), *present})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.lazy:
+        if name in self.lazy and _module_exists(self.lazy[name].split(":")[0]):
             import importlib
 
             module, attr = self.lazy[name].split(":")
@@ -85,8 +87,24 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+def _module_exists(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 # Register heavy commands here, not by importing them.
-LazyGroup.lazy = {}
+LazyGroup.lazy = {
+    "analyze": "ortel.analysis.cli:analyze",
+    "hostinfo": "ortel.analysis.cli:hostinfo",
+    "profile": "ortel.profiling.cli:profile",
+    "runs": "ortel.profiling.cli:runs",
+    "compare": "ortel.profiling.cli:compare",
+    "top": "ortel.exporter.top:top",
+}
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,7 +149,7 @@ def serve(**params: Any) -> None:
 @cli.command()
 @serve_options
 def demo(**params: Any) -> None:
-    """Same as ``serve --demo``: a bundled model runs through the shim so metrics appear at once."""
+    """Same as `serve --demo`: a bundled model runs through the shim so metrics appear at once."""
     _serve(demo_default=True, **params)
 
 
