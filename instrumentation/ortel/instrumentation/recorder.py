@@ -36,7 +36,8 @@ from .state import (
 
 log = logging.getLogger("ortel.instrumentation")
 
-FLUSH_INTERVAL = 1.0  # seconds between background folds (and snapshot writes)
+FLUSH_INTERVAL = 1.0
+MAX_LABEL_CHARS = 256  # seconds between background folds (and snapshot writes)
 _INV_LN_GAMMA = 1.0 / LN_GAMMA
 
 
@@ -154,7 +155,8 @@ class Recorder:
         buckets: tuple[float, ...] | None = None,
     ) -> Series:
         """Get or create the series; the first caller's SLA and buckets win for the process."""
-        key = (model, provider)
+        # Label values longer than exposition would show are cut here, once, off the hot path.
+        key = (model[:MAX_LABEL_CHARS], provider[:MAX_LABEL_CHARS])
         s = self._series.get(key)
         if s is not None:
             return s
@@ -194,6 +196,8 @@ class Recorder:
             s.state = SeriesState(st.model, st.provider, st.bounds, st.sla_seconds)
         self._flusher = None
         self._stop = threading.Event()
+        if self._series or self._on_flush:  # the parent's thread did not survive the fork
+            self._ensure_flusher()
 
     # -- background folding --------------------------------------------------------------------
     def on_flush(self, fn: Callable[[Recorder], None]) -> None:
