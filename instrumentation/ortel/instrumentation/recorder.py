@@ -164,7 +164,7 @@ class Recorder:
             s = self._series.get(key)
             if s is None:
                 st = SeriesState(
-                    model, provider, tuple(buckets or catalog.DEFAULT_LATENCY_BUCKETS), sla_seconds
+                    *key, tuple(buckets or catalog.DEFAULT_LATENCY_BUCKETS), sla_seconds
                 )
                 s = self._series[key] = Series(st)
                 self._ensure_flusher()
