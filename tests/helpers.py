@@ -25,4 +25,5 @@ def as_dict(readings: Iterable[Reading]) -> dict[Key, float | HistogramValue]:
 
 def copy_fixture(name: str, dest: Path) -> Path:
     """Copy ``fixtures/<name>`` to ``dest/<name>`` so a test can edit it; returns the copy."""
-    return Path(shutil.copytree(FIXTURES / name, dest / name))
+    # symlinks=True: sysfs fixtures link like the real thing (class/... -> ../../devices/...).
+    return Path(shutil.copytree(FIXTURES / name, dest / name, symlinks=True))

@@ -14,6 +14,7 @@ from helpers import as_dict
 from ortel.exporter.collectors.base import NoDataError
 from ortel.exporter.collectors.inference import InferenceCollector
 from ortel.instrumentation import catalog as c
+from ortel.instrumentation.cardinality import DEFAULT_LIMITS
 from ortel.instrumentation.multiproc import ENV
 
 HAS_PROC = Path("/proc/self/stat").exists()
@@ -60,6 +61,7 @@ def test_an_empty_directory_reports_only_the_bookkeeping(tmp_path):
         (c.MULTIPROC_PROCESSES.name, ("live",)): 0.0,
         (c.MULTIPROC_PROCESSES.name, ("exited",)): 0.0,
         (c.MULTIPROC_BAD_FILES.name, ()): 0.0,
+        **{(c.LABEL_VALUES_DROPPED.name, (label,)): 0.0 for label in DEFAULT_LIMITS},
     }
 
 

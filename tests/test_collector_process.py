@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from helpers import FIXTURES, as_dict, copy_fixture
@@ -31,6 +32,8 @@ def series(
     invol: int,
     minflt: int,
     majflt: int,
+    read_bytes: int,
+    write_bytes: int,
 ) -> dict:
     pl = (str(pid), name, role)
     return {
@@ -42,12 +45,24 @@ def series(
         (catalog.PROCESS_CTX.name, pl + ("involuntary",)): invol,
         (catalog.PROCESS_FAULTS.name, pl + ("minor",)): minflt,
         (catalog.PROCESS_FAULTS.name, pl + ("major",)): majflt,
+        (catalog.PROCESS_DISK_IO.name, pl + ("read",)): read_bytes,
+        (catalog.PROCESS_DISK_IO.name, pl + ("write",)): write_bytes,
     }
 
 
-DAEMON = series(777, "ortel-exporter", "daemon", 10240, 250, 75, 3, 530, 41, 4096, 12)
-PYTHON = series(1234, "python3", "instrumented", 131072, 1873, 245, 17, 10423, 387, 52731, 412)
-WORKER = series(4321, "my) (worker)", "instrumented", 25600, 455, 60, 4, 2210, 95, 8812, 3)
+# The numbers are those written in the fixture files (tests/fixtures/README.md).
+DAEMON = series(
+    777, "ortel-exporter", "daemon", 10240, 250, 75, 3, 530, 41, 4096, 12, 2097152, 40960
+)
+PYTHON = series(
+    1234, "python3", "instrumented", 131072, 1873, 245, 17, 10423, 387, 52731, 412,
+    421527552, 16777216,
+)  # fmt: skip
+WORKER = series(4321, "my) (worker)", "instrumented", 25600, 455, 60, 4, 2210, 95, 8812, 3, 0, 8192)
+
+
+def without_io(s: dict) -> dict:
+    return {k: v for k, v in s.items() if k[0] != catalog.PROCESS_DISK_IO.name}
 
 
 def test_daemon_and_instrumented_processes():
@@ -132,3 +147,59 @@ def test_spec_factory_reads_multiproc_dir(tmp_path):
     assert list(c.pids()) == [1234, 99999]
     roles = {labels[2] for _, labels in as_dict(c.collect())}
     assert "instrumented" in roles  # 1234 found; 99999 is not in the fixture and skipped
+
+
+def test_parse_io_reads_every_field():
+    io = process.parse_io((PROCFS / "1234" / "io").read_text())
+    assert io == {
+        "rchar": 913742090,
+        "wchar": 2415790,
+        "syscr": 87012,
+        "syscw": 9401,
+        "read_bytes": 421527552,
+        "write_bytes": 16777216,
+        "cancelled_write_bytes": 4096,
+    }
+
+
+def test_unreadable_io_leaves_io_out_not_zero(tmp_path, monkeypatch):
+    # /proc/<pid>/io of another user's process fails with EACCES on read: its I/O is unknown,
+    # everything else about it is still reported.
+    procfs = copy_fixture("procfs", tmp_path)
+    denied = procfs / "1234" / "io"
+    real_read_text = type(denied).read_text
+
+    def read_text(self, *a, **kw):
+        if self == denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *a, **kw)
+
+    monkeypatch.setattr(type(denied), "read_text", read_text)
+    got = as_dict(collector(procfs=procfs).collect())
+    assert got == {**DAEMON, **without_io(PYTHON), **WORKER}
+
+
+def test_kernel_without_io_accounting_leaves_io_out(tmp_path):
+    procfs = copy_fixture("procfs", tmp_path)
+    for pid in ("777", "1234", "4321"):
+        (procfs / pid / "io").unlink()
+    got = as_dict(collector(procfs=procfs).collect())
+    assert got == {**without_io(DAEMON), **without_io(PYTHON), **without_io(WORKER)}
+
+
+def test_malformed_io_is_a_failure(tmp_path):
+    procfs = copy_fixture("procfs", tmp_path)
+    (procfs / "1234" / "io").write_text("read_bytes: lots\n")
+    with pytest.raises(ValueError):
+        list(collector(procfs=procfs).collect())
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="no /proc/<pid>/io here")
+def test_io_of_this_process_is_read_for_real():
+    # The live /proc: reading a file we just wrote may hit the page cache, but rchar grows and the
+    # storage counters are present and non-negative.
+    c = process.ProcessCollector(Path("/proc"), pids=list)
+    got = as_dict(c.collect())
+    mine = {k: v for k, v in got.items() if k[0] == catalog.PROCESS_DISK_IO.name}
+    assert {k[1][-1] for k in mine} == {"read", "write"}
+    assert all(v >= 0 for v in mine.values())

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from ortel.exporter.cli import cli
+from ortel.exporter.collectors.registry import SPECS
 from ortel.exporter.config import (
     OPTIONS,
     ConfigError,
@@ -20,7 +21,8 @@ from ortel.exporter.config import (
     parse_listen,
 )
 
-ALL_DEFAULT = "cpu,memory,process,inference"
+# Every collector on by default, in registry order (issue collectors add themselves there).
+ALL_DEFAULT = ",".join(s.name for s in SPECS if s.enabled_by_default)
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +128,9 @@ def test_unknown_disabled_collector_is_an_error_too() -> None:
 
 def test_disable_collectors_removes_them() -> None:
     s = build_settings(params(disable_collectors="memory, inference"))
-    assert s.collectors == ("cpu", "process")
+    off = ("memory", "inference")
+    assert s.collectors == tuple(n for n in ALL_DEFAULT.split(",") if n not in off)
+    assert s.collectors[:2] == ("cpu", "process")
 
 
 def test_collector_list_tolerates_spaces_and_empty_items_and_keeps_order() -> None:
@@ -344,3 +348,119 @@ def test_config_file_from_env(config_file: Path) -> None:
 def test_disable_collectors_combines_across_sources(config_file: Path) -> None:
     out = check_config(["--config", str(config_file)], env={"ORTEL_DISABLE_COLLECTORS": "memory"})
     assert out == ok_line("127.0.0.1:1111", "cpu")
+
+
+# --- hostile config files (property-based) -------------------------------------------------------
+
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import tempfile  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ortel.exporter.cli import main  # noqa: E402
+
+FUZZ = settings(max_examples=150, deadline=None)
+
+
+@FUZZ
+@given(data=st.binary(max_size=300), suffix=st.sampled_from([".yaml", ".yml", ".json", ".toml"]))
+def test_property_any_bytes_load_or_raise_config_error(data: bytes, suffix: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"ortel{suffix}"
+        path.write_bytes(data)
+        try:
+            out = load_file(path)
+        except ConfigError as e:
+            assert "\n" not in str(e)
+        else:
+            assert isinstance(out, dict) and set(out) <= {o.name for o in OPTIONS}
+
+
+scalar = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+value_st = scalar | st.lists(scalar, max_size=3) | st.dictionaries(st.text(max_size=5), scalar)
+key_st = st.sampled_from([o.name for o in OPTIONS] + [o.name.replace("_", "-") for o in OPTIONS])
+
+
+def run_main(args: list[str]) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(args)
+        except SystemExit as e:
+            return int(e.code or 0), err.getvalue()
+    return 0, err.getvalue()
+
+
+@FUZZ
+@given(doc=st.dictionaries(key_st, value_st, max_size=5))
+def test_property_any_known_keys_with_any_values_exit_0_or_one_line_and_2(doc: dict) -> None:
+    doc.pop("demo", None)  # --check-config never starts it, but keep the run side-effect free
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "ortel.json"
+        path.write_text(json.dumps(doc))
+        code, err = run_main(["serve", "--check-config", "--config", str(path)])
+    assert code in (0, 2), (code, err)
+    if code == 2:
+        assert err.startswith("ortel: error: ") and err.count("\n") == 1, err
+
+
+# --- power profile and grid intensity (issue 3) ------------------------------------------------
+
+
+def test_power_options_defaults_and_sources() -> None:
+    s = build_settings(params())
+    assert (s.options.cpu_idle_watts, s.options.cpu_max_watts) == (0.74, 3.5)
+    assert s.grid_intensity_g_per_kwh == 475.0
+    s = build_settings(params(cpu_idle_watts=2.0, cpu_max_watts=2.0, grid_intensity_g_per_kwh=0.0))
+    assert (s.options.cpu_idle_watts, s.options.cpu_max_watts) == (2.0, 2.0)
+    assert s.grid_intensity_g_per_kwh == 0.0
+
+
+def test_power_options_from_env_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "ortel.toml"
+    path.write_text("cpu_idle_watts = 1.5\ncpu-max-watts = 6\n")
+    env = {"ORTEL_GRID_INTENSITY_G_PER_KWH": "56"}
+    result = CliRunner().invoke(
+        cli, ["serve", "--check-config", "--config", str(path)], env=env, standalone_mode=False
+    )
+    assert result.exit_code == 0, result.output
+    assert load_file(path) == {"cpu_idle_watts": 1.5, "cpu_max_watts": 6}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cpu-idle-watts", "5", "--cpu-max-watts", "4"], "need 0 <= idle <= max"),
+        (["--cpu-idle-watts", "-1"], "need 0 <= idle <= max"),
+        (["--cpu-max-watts", "nan"], "need 0 <= idle <= max"),
+        (["--cpu-max-watts", "inf"], "need 0 <= idle <= max"),
+        (["--grid-intensity-g-per-kwh", "-3"], "--grid-intensity-g-per-kwh must be in"),
+        (["--grid-intensity-g-per-kwh", "inf"], "--grid-intensity-g-per-kwh must be in"),
+    ],
+)
+def test_bad_power_options_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    code, err = run_main(["serve", "--check-config", *args])
+    assert code == 2
+    assert err.startswith("ortel: error: ") and err.count("\n") == 1, err
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("listen:\n", "listen has no value"),
+        ("sysfs: 0\n", "sysfs must be a path"),
+        ("procfs: -1\n", "procfs must be a path"),
+        ("interval: {a: 1}\n", "interval must be a single value"),
+        ("per_core: 3\n", "per_core must be true or false"),
+        ("collectors: [cpu, {a: 1}]\n", "collectors must be a list of names"),
+        ("window: 2024-01-01\n", "window must be a single value"),
+    ],
+)
+def test_values_of_the_wrong_type_are_one_clear_line(tmp_path: Path, text: str, why: str) -> None:
+    path = tmp_path / "ortel.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=why):
+        load_file(path)

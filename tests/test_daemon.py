@@ -6,6 +6,7 @@ import gzip
 import os
 import platform
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -219,3 +220,115 @@ def test_demo_child_is_stopped_with_the_daemon() -> None:
         assert demo, f"no demo child under pid {daemon_pid}: {children}"
     # OrtelServe's exit already asserted the process group is empty; check the child by pid too.
     assert not [pid for pid in demo if Path(f"/proc/{pid}").exists()]
+
+
+# --- signals: SIGHUP reloads, SIGTERM drains; exposure warnings ---------------------------------
+
+
+def wait_for(cond, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.1)
+
+
+def collectors_seen(url: str) -> set[str]:
+    m = scrape(url)
+    return {dict(lbl)["collector"] for n, lbl in m if n == "ortel_scrape_collector_success"}
+
+
+def test_sighup_reloads_the_config_file_and_a_bad_one_changes_nothing(tmp_path: Path) -> None:
+    import signal
+
+    cfg = tmp_path / "ortel.yaml"
+    cfg.write_text(f"collectors: [cpu]\nprocfs: {PROCFS}\nsysfs: {SYSFS}\n")
+    srv = serve("--config", str(cfg))
+    with srv as url:
+        pid = srv._p.proc.pid  # noqa: SLF001 - the harness's own process
+        assert collectors_seen(url) == {"cpu"}
+        assert value(scrape(url), "ortel_config_last_reload_success", config="file") == 1
+
+        cfg.write_text(f"collectors: [cpu, memory]\nprocfs: {PROCFS}\nsysfs: {SYSFS}\n")
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: collectors_seen(url) == {"cpu", "memory"}, what="memory collector")
+        m = scrape(url)
+        assert value(m, "ortel_memory_total_bytes") == meminfo_bytes("MemTotal")
+
+        cfg.write_text("collectors: [cpu, memory\n")  # a broken edit
+        os.kill(pid, signal.SIGHUP)
+        wait_for(
+            lambda: value(scrape(url), "ortel_config_last_reload_success", config="file") == 0,
+            what="reload failure reported",
+        )
+        assert collectors_seen(url) == {"cpu", "memory"}  # still the last good settings
+        assert "config not reloaded" in srv.output()
+
+
+def test_sighup_and_file_changes_reload_the_bearer_tokens(tmp_path: Path) -> None:
+    import signal
+
+    old, new = "first-token-0123456789", "second-token-012345678"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(old + "\n")
+    cfg = tmp_path / "ortel.yaml"
+    cfg.write_text(f"bearer_token_file: {tokens}\n")
+    srv = serve("--config", str(cfg), "--collectors", "cpu", "--procfs", str(PROCFS))
+    with srv as url:  # /healthz needs no token: the harness still sees it come up
+
+        def status(token: str | None) -> int:
+            req = urllib.request.Request(f"{url}/metrics")
+            if token:
+                req.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert (status(None), status(old), status(new)) == (401, 200, 401)
+        other = tmp_path / "tokens2"  # SIGHUP: the config file now names another token file
+        other.write_text(new + "\n")
+        cfg.write_text(f"bearer_token_file: {other}\n")
+        os.kill(srv._p.proc.pid, signal.SIGHUP)  # noqa: SLF001
+        wait_for(lambda: status(new) == 200, what="new token accepted")
+        assert status(old) == 401
+
+
+def test_sigterm_lets_a_scrape_in_flight_finish_then_exits_0() -> None:
+    import signal
+    import socket
+
+    srv = serve("--collectors", "cpu", "--procfs", str(PROCFS))
+    with srv as url:
+        proc = srv._p.proc  # noqa: SLF001
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(b"GET /metrics HTTP/1.0\r\n")  # request started, headers not finished
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert proc.poll() is None  # still draining: our scrape is in flight
+            conn.sendall(b"Accept: text/plain\r\n\r\n")
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200"), head
+        assert b"ortel_cpu_seconds_total" in body
+        assert proc.wait(10) == 0
+    # OrtelServe's exit sees the process gone with code 0.
+
+
+def test_exposure_warnings() -> None:
+    from ortel.exporter.daemon import exposure_warning, is_loopback
+    from ortel.exporter.webconfig import Policy, WebConfig
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("10.1.2.3")
+    open_policy = Policy()
+    tokens = Policy(tokens=(b"t" * 20,))
+    assert exposure_warning("127.0.0.1", open_policy) is None
+    assert "without TLS or authentication" in exposure_warning("0.0.0.0", open_policy)
+    assert "clear text" in exposure_warning("0.0.0.0", tokens)
+    assert exposure_warning("::1", Policy(WebConfig())) is None

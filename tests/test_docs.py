@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from ortel.exporter import docs
 from ortel.instrumentation import catalog
 
@@ -23,3 +25,24 @@ def test_check_reports_stale_file(tmp_path):
     assert docs.main(["--check", str(stale)]) == 1
     assert docs.main(["--write", str(stale)]) == 0
     assert docs.main(["--check", str(stale)]) == 0
+
+
+OTEL_DOC = README.parent / "docs" / "otel.md"
+
+
+def test_readme_keeps_its_three_generated_blocks():
+    text = README.read_text()
+    for name in ("metrics", "collectors", "options"):
+        assert f"<!-- generated:{name} -->" in text
+
+
+def test_otel_mapping_doc_is_current_and_complete():
+    text = OTEL_DOC.read_text()
+    assert docs.render(text) == text, "run: python -m ortel.exporter.docs --write docs/otel.md"
+    for m in catalog.all_metrics():
+        assert f"| `{m.name}` | `{m.otel_name}`" in text
+
+
+def test_a_text_without_generated_blocks_is_an_error():
+    with pytest.raises(ValueError, match="no <!-- generated"):
+        docs.render("# nothing to generate here\n")

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import http.client
+import os
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
+import bcrypt
 import pytest
 from harness import LOOPBACK
+from pki import CLIENT_SAN, PKI, make_pki
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from ortel.exporter.http import make_server
+from ortel.exporter.webconfig import Security
 from ortel.instrumentation import catalog as c
 from ortel.instrumentation.readings import HistogramValue, Reading, reading
 
@@ -300,3 +308,222 @@ def test_a_failing_source_does_not_take_the_server_down() -> None:
         else:
             assert status >= 500
         assert get(LOOPBACK, port, "/healthz")[2] == b"ok\n"  # the next request is served
+
+
+# --- TLS, authentication and draining (webconfig.Security on a real server) --------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def secured(tmp_path: Path, web: str | None = None, tokens: str | None = None) -> Security:
+    cfg = tok = None
+    if web is not None:
+        cfg = tmp_path / "web.yml"
+        cfg.write_text(web)
+    if tokens is not None:
+        tok = tmp_path / "tokens"
+        tok.write_text(tokens)
+    return Security(cfg, tok)
+
+
+@contextlib.contextmanager
+def serving_secure(security: Security) -> Iterator[int]:
+    server = make_server(LOOPBACK, 0, Source(small()), ["cpu"], security)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def https_get(
+    port: int, path: str, ctx: ssl.SSLContext, **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPSConnection(LOOPBACK, port, timeout=5, context=ctx)
+    try:
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def tls_yaml(pki: PKI, extra: str = "") -> str:
+    return (
+        "tls_server_config:\n"
+        f"  cert_file: {pki.server_cert}\n"
+        f"  key_file: {pki.server_key}\n" + extra
+    )
+
+
+HANDSHAKE_FAILED = (ssl.SSLError, ConnectionError, http.client.RemoteDisconnected)
+
+
+def test_tls_serves_metrics_to_a_client_that_trusts_the_ca(pki: PKI, tmp_path: Path) -> None:
+    with serving_secure(secured(tmp_path, tls_yaml(pki))) as port:
+        status, _, body = https_get(port, "/metrics", pki.client_context())
+        assert status == 200 and b"ortel_memory_total_bytes" in body
+        # Plain HTTP on the TLS port gets no metrics, and the server carries on.
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            get(LOOPBACK, port, "/metrics")
+        assert https_get(port, "/healthz", pki.client_context())[0] == 200
+
+
+def test_a_client_that_does_not_trust_the_server_certificate_fails(
+    pki: PKI, tmp_path: Path
+) -> None:
+    sec = secured(tmp_path, tls_yaml(pki))
+    with serving_secure(sec) as port, pytest.raises(ssl.SSLCertVerificationError):
+        https_get(port, "/metrics", ssl.create_default_context())
+
+
+def test_min_version_refuses_older_clients(pki: PKI, tmp_path: Path) -> None:
+    with serving_secure(secured(tmp_path, tls_yaml(pki, "  min_version: TLS13\n"))) as port:
+        old = pki.client_context()
+        old.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises(HANDSHAKE_FAILED):
+            https_get(port, "/metrics", old)
+        assert https_get(port, "/metrics", pki.client_context())[0] == 200
+
+
+def mtls_yaml(pki: PKI, auth: str, sans: str = "") -> str:
+    extra = f"  client_ca_file: {pki.ca}\n  client_auth_type: {auth}\n"
+    if sans:
+        extra += f"  client_allowed_sans: [{sans}]\n"
+    return tls_yaml(pki, extra)
+
+
+def test_required_client_certificates_fail_the_handshake_when_absent_or_untrusted(
+    pki: PKI, tmp_path: Path
+) -> None:
+    with serving_secure(secured(tmp_path, mtls_yaml(pki, "RequireAndVerifyClientCert"))) as port:
+        ok = pki.client_context(pki.client_cert, pki.client_key)
+        assert https_get(port, "/metrics", ok)[0] == 200
+        with pytest.raises(HANDSHAKE_FAILED):
+            https_get(port, "/metrics", pki.client_context())  # no certificate
+        with pytest.raises(HANDSHAKE_FAILED):  # same subject, signed by a CA nobody trusts
+            https_get(
+                port, "/metrics", pki.client_context(pki.rogue_client_cert, pki.rogue_client_key)
+            )
+        assert https_get(port, "/metrics", ok)[0] == 200  # still serving
+
+
+def test_a_trusted_certificate_not_on_the_allow_list_is_403(pki: PKI, tmp_path: Path) -> None:
+    web = mtls_yaml(pki, "VerifyClientCertIfGiven", CLIENT_SAN)
+    with serving_secure(secured(tmp_path, web)) as port:
+        ok = pki.client_context(pki.client_cert, pki.client_key)
+        other = pki.client_context(pki.other_client_cert, pki.other_client_key)
+        assert https_get(port, "/metrics", ok)[0] == 200
+        status, _, body = https_get(port, "/metrics", other)
+        assert (status, body) == (403, b"forbidden\n")
+        assert https_get(port, "/metrics", pki.client_context())[0] == 403  # none given
+        assert https_get(port, "/healthz", pki.client_context())[0] == 200
+
+
+def test_basic_auth_over_tls(pki: PKI, tmp_path: Path) -> None:
+    h = bcrypt.hashpw(b"s3cret-pass", bcrypt.gensalt(rounds=4)).decode()
+    web = tls_yaml(pki) + f"basic_auth_users:\n  prometheus: '{h}'\n"
+    with serving_secure(secured(tmp_path, web)) as port:
+        ctx = pki.client_context()
+        status, headers, body = https_get(port, "/metrics", ctx)
+        assert (status, body) == (401, b"unauthorized\n")
+        assert headers["www-authenticate"].startswith('Basic realm="ortel"')
+        auth = "Basic " + base64.b64encode(b"prometheus:s3cret-pass").decode()
+        assert https_get(port, "/metrics", ctx, Authorization=auth)[0] == 200
+        wrong = "Basic " + base64.b64encode(b"prometheus:guess").decode()
+        assert https_get(port, "/metrics", ctx, Authorization=wrong)[0] == 401
+        assert https_get(port, "/", ctx)[0] == 401  # the index too
+        assert https_get(port, "/healthz", ctx)[0] == 200
+
+
+def test_token_rotation_applies_without_a_restart(tmp_path: Path) -> None:
+    old, new = "old-token-0123456789", "new-token-0123456789"
+    sec = secured(tmp_path, tokens=old + "\n")
+    with serving_secure(sec) as port:
+        assert get(LOOPBACK, port, "/metrics", Authorization=f"Bearer {old}")[0] == 200
+        status, headers, _ = get(LOOPBACK, port, "/metrics")
+        assert status == 401 and headers["www-authenticate"] == 'Bearer realm="ortel"'
+        tok = tmp_path / "tokens"
+        tok.write_text(f"{old}\n{new}\n")  # overlap while scrapers move over
+        st = tok.stat()
+        os.utime(tok, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        assert get(LOOPBACK, port, "/metrics", Authorization=f"Bearer {new}")[0] == 200
+        assert get(LOOPBACK, port, "/metrics", Authorization=f"Bearer {old}")[0] == 200
+        tok.write_text(f"{new}\n")
+        os.utime(tok, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000))
+        assert get(LOOPBACK, port, "/metrics", Authorization=f"Bearer {old}")[0] == 401
+
+
+def test_tls_can_be_switched_on_by_editing_the_web_config(pki: PKI, tmp_path: Path) -> None:
+    sec = secured(tmp_path, "")
+    with serving_secure(sec) as port:
+        assert get(LOOPBACK, port, "/metrics")[0] == 200
+        cfg = tmp_path / "web.yml"
+        cfg.write_text(tls_yaml(pki))
+        st = cfg.stat()
+        os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        assert https_get(port, "/metrics", pki.client_context())[0] == 200
+
+
+class Gate:
+    """A readings source that blocks until released: a scrape held in flight."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self) -> Iterable[Reading]:
+        self.entered.set()
+        self.release.wait(10)
+        return small()
+
+
+def test_drain_lets_a_scrape_in_flight_finish() -> None:
+    gate = Gate()
+    server = make_server(LOOPBACK, 0, gate, [])
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    port = server.server_address[1]
+    result: list[tuple[int, dict[str, str], bytes]] = []
+    client = threading.Thread(target=lambda: result.append(get(LOOPBACK, port, "/metrics")))
+    client.start()
+    assert gate.entered.wait(5)
+    server.shutdown()  # what SIGTERM does first: no new connections
+    thread.join(5)
+    left: list[int] = []
+    drainer = threading.Thread(target=lambda: left.append(server.drain(5.0)))
+    drainer.start()
+    drainer.join(0.3)
+    assert drainer.is_alive()  # waiting for the scrape...
+    gate.release.set()
+    drainer.join(5)
+    client.join(5)
+    server.server_close()
+    assert left == [0]
+    status, _, body = result[0]
+    assert status == 200 and b"ortel_memory_total_bytes" in body  # ...which got all of it
+
+
+def test_drain_gives_up_after_its_timeout() -> None:
+    server = make_server(LOOPBACK, 0, Source(), [])
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=5) as idle:
+            idle.sendall(b"GET /metrics HTTP/1.0\r\n")  # and never finishes the request
+            deadline = time.monotonic() + 5
+            while server.inflight == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            server.shutdown()
+            t0 = time.monotonic()
+            assert server.drain(0.3) == 1
+            assert 0.25 <= time.monotonic() - t0 < 2
+    finally:
+        server.server_close()
+        thread.join(5)

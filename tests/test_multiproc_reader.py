@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import promtool_check_metrics
 
 from ortel.exporter.multiproc import ARCHIVE, MultiprocReader, instrumented_pids
 from ortel.instrumentation import catalog as c
@@ -482,3 +483,209 @@ def test_instrumented_pids(mdir, tmp_path):
     assert instrumented_pids(mdir) == [3, 12]
     assert instrumented_pids(None) == []
     assert instrumented_pids(tmp_path / "absent") == []
+
+
+# --- label caps and hostile label values across processes ---------------------------------------
+
+
+def models_of(result) -> dict[str, int]:
+    return {s.model: s.ok.count for s in result.series.values()}
+
+
+def test_many_processes_within_their_caps_are_capped_together(mdir, proc, tmp_path):
+    from ortel.instrumentation.cardinality import OTHER, LabelLimiter
+
+    now = time.time()
+    reader = MultiprocReader(mdir, proc.root, 60.0, LabelLimiter({"model": 4}))
+    for pid in (101, 102):
+        proc.start(pid, 5000 + pid)
+        states = []
+        for i in range(3):
+            states += recorded(A, now, model=f"p{pid}-m{i}")
+        write(mdir, pid, 5000 + pid, states)
+    result = reader.read()
+    got = models_of(result)
+    assert len(got) == 5 and got[OTHER] == 2 * len(A["ok"])
+    assert sum(got.values()) == 6 * len(A["ok"])  # nothing lost, only relabelled
+    assert result.dropped["model"] == 2
+    errs = sum(sum(s.error_types.values()) for s in result.series.values())
+    assert errs == 6 * len(A["errors"])
+
+
+def test_values_already_counted_keep_their_names_across_a_daemon_restart(mdir, proc):
+    from ortel.instrumentation.cardinality import OTHER, LabelLimiter
+
+    now = time.time()
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now, model="early"))
+    first = MultiprocReader(mdir, proc.root, 60.0, LabelLimiter({"model": 1}))
+    first.read()
+    proc.exit(101)  # compacted into the archive under its own name
+    assert set(models_of(first.read())) == {"early"}
+    proc.start(102, 6000)  # a newcomer after the restart sorts before "early"...
+    write(mdir, 102, 6000, recorded(B, now, model="a-late"))
+    restarted = MultiprocReader(mdir, proc.root, 60.0, LabelLimiter({"model": 1}))
+    got = models_of(restarted.read())
+    assert got == {"early": len(A["ok"]), OTHER: len(B["ok"])}  # ...but the archive is first
+
+
+def test_shim_drops_are_summed_across_processes_and_survive_compaction(mdir, proc, reader):
+    now = time.time()
+    for pid, n in ((101, 3), (102, 4)):
+        proc.start(pid, 5000)
+        doc = snapshot_doc(pid, 5000, recorded(A, now, model=f"m{pid}"))
+        doc["dropped"] = {"model": n, "error_type": 1}
+        (mdir / snapshot_name(pid, 5000)).write_text(json.dumps(doc))
+    assert reader.read().dropped == {
+        "model": 7,
+        "provider": 0,
+        "error_type": 2,
+        "op_type": 0,
+    }
+    proc.exit(101)
+    proc.exit(102)
+    again = reader.read()
+    assert again.dropped["model"] == 7 and again.dropped["error_type"] == 2  # from the archive
+    assert MultiprocReader(mdir, proc.root).read().dropped["model"] == 7  # and after a restart
+
+
+def test_a_malformed_dropped_field_makes_the_file_bad(mdir, proc, reader):
+    now = time.time()
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now))
+    proc.start(102, 5000)
+    doc = snapshot_doc(102, 5000, recorded(B, now, model="other"))
+    doc["dropped"] = {"model": -3}
+    (mdir / snapshot_name(102, 5000)).write_text(json.dumps(doc))
+    result = reader.read()
+    assert set(result.series) == {ML} and reader.bad_files_total == 1
+
+
+HOSTILE_MODELS = [
+    'say "hi"',
+    "line\nbreak",
+    "back\\slash",
+    "\udcff\udcfe-not-utf8",
+    "\udcfd\udcfe-not-utf8",  # cleans to the same value as the one above: merged, not lost
+    "x" * 1000,
+    "x" * 999 + "y",  # cut to the same 256 characters as the one above
+    "{}=,# HELP",
+    "",
+]
+
+
+def test_hostile_label_values_from_snapshots_expose_cleanly(mdir, proc, reader):
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ortel.exporter.http import _Families
+    from ortel.instrumentation.state import readings as state_readings
+
+    now = time.time()
+    for pid, model in enumerate(HOSTILE_MODELS, start=300):
+        proc.start(pid, 1)
+        write(mdir, pid, 1, recorded(A, now, model=model))
+    result = reader.read()
+    assert reader.bad_files_total == 0
+    assert sum(s.ok.count for s in result.series.values()) == len(HOSTILE_MODELS) * len(A["ok"])
+    assert len(result.series) == len(HOSTILE_MODELS) - 2  # the two merged pairs
+    body = generate_latest(_Families(lambda: state_readings(result.series.values(), now)))
+    text = body.decode("utf-8")  # valid UTF-8 throughout
+    total = 0.0
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == c.INFERENCES.name and s.labels["status"] == "ok":
+                total += s.value
+    assert total == len(HOSTILE_MODELS) * len(A["ok"])  # every count survives the round trip
+    lint = promtool_check_metrics(text)
+    assert lint.returncode == 0, lint.stderr
+
+
+# --- property-based: whatever lands in the directory, good counts stay exact --------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY_SETTINGS = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+GOOD_OTHER = json.dumps(snapshot_doc(2, 1, recorded(B, time.time(), model="other"))).encode()
+
+
+def _survives(tmp: Path, hostile: bytes, archive: bool = False) -> None:
+    """One good live process plus ``hostile`` as another live process's snapshot (or as the
+    archive): reading never raises and the good process's counts are exactly there."""
+    fake = FakeProc(tmp / "proc")
+    d = tmp / "mp"
+    d.mkdir()
+    now = time.time()
+    fake.start(1, 1)
+    fake.start(2, 1)
+    write(d, 1, 1, recorded(A, now))
+    (d / (ARCHIVE if archive else snapshot_name(2, 1))).write_bytes(hostile)
+    r = MultiprocReader(d, fake.root)
+    for _ in range(2):
+        result = r.read()
+        assert counts(result.series[ML]) == counts(recorded(A, now)[0])
+    if archive:
+        assert (d / ARCHIVE).read_bytes() == hostile or r.bad_files_total == 0
+
+
+@PROPERTY_SETTINGS
+@given(cut=st.integers(0, len(GOOD_OTHER) - 1), archive=st.booleans())
+def test_property_truncated_snapshots(tmp_path_factory, cut, archive):
+    _survives(tmp_path_factory.mktemp("t"), GOOD_OTHER[:cut], archive)
+
+
+@PROPERTY_SETTINGS
+@given(
+    flips=st.lists(
+        st.tuples(st.integers(0, len(GOOD_OTHER) - 1), st.integers(0, 255)), min_size=1, max_size=8
+    ),
+    archive=st.booleans(),
+)
+def test_property_corrupted_bytes(tmp_path_factory, flips, archive):
+    data = bytearray(GOOD_OTHER)
+    for i, b in flips:
+        data[i] = b
+    _survives(tmp_path_factory.mktemp("c"), bytes(data), archive)
+
+
+@PROPERTY_SETTINGS
+@given(data=st.binary(max_size=2000))
+def test_property_random_bytes(tmp_path_factory, data):
+    _survives(tmp_path_factory.mktemp("r"), data)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**100), 2**100) | st.floats() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@PROPERTY_SETTINGS
+@given(
+    path=st.lists(
+        st.sampled_from(["series", 0, "ok", "counts", "slices", "dropped", "model"]), max_size=4
+    ),
+    value=json_values,
+)
+def test_property_json_with_a_value_replaced_anywhere(tmp_path_factory, path, value):
+    doc = json.loads(GOOD_OTHER)
+    node = doc
+    for key in path[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+    if path:
+        try:
+            node[path[-1]] = value
+        except (IndexError, TypeError):
+            pass
+    _survives(tmp_path_factory.mktemp("j"), json.dumps(doc, allow_nan=True).encode())

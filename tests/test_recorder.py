@@ -150,3 +150,104 @@ def test_reset_forgets_counts_but_keeps_bound_appends_working():
     append(2000)
     (st,) = rec.states()
     assert st.ok.count == 1 and st.ok.sum_ns == 2000
+
+
+# --- label values: cleaned and capped where a series is created ---------------------------------
+
+
+def test_models_beyond_the_cap_share_the_other_series_and_counts_stay_exact():
+    from ortel.instrumentation.cardinality import OTHER, LabelLimiter
+
+    rec = Recorder(limiter=LabelLimiter({"model": 2}))
+    calls = {f"user-{i}": i + 1 for i in range(6)}  # six models, i + 1 calls each
+    for model, n in calls.items():
+        rec.series(model, "cpu").ok.extend([1000] * n)
+    got = values(rec.readings())
+    ok = {k[1][0]: v for k, v in got.items() if k[0] == c.INFERENCES.name}
+    assert ok == {"user-0": 1, "user-1": 2, OTHER: 3 + 4 + 5 + 6}
+    assert sum(ok.values()) == sum(calls.values())
+    assert got[(c.LABEL_VALUES_DROPPED.name, ("model",))] == 4
+
+
+def test_an_overflowing_name_finds_its_series_again_without_counting_twice():
+    from ortel.instrumentation.cardinality import LabelLimiter
+
+    rec = Recorder(limiter=LabelLimiter({"model": 1}))
+    rec.series("a")
+    first = rec.series("b")
+    assert rec.series("b") is first and rec.series("c") is first
+    assert rec.limiter.dropped()["model"] == 2
+
+
+def test_error_types_beyond_the_cap_become_other():
+    from ortel.instrumentation.cardinality import OTHER, LabelLimiter
+
+    rec = Recorder(limiter=LabelLimiter({"error_type": 2}))
+    s = rec.series("m", "cpu")
+    kinds = [ValueError, KeyError, TypeError, OSError, TypeError]
+    for k in kinds:
+        s.error(1000, k("boom"))
+    got = values(rec.readings())
+    errs = {k[1][1]: v for k, v in got.items() if k[0] == c.INFERENCE_ERRORS.name}
+    assert errs == {"ValueError": 1, "KeyError": 1, OTHER: 3}
+    assert got[(c.LABEL_VALUES_DROPPED.name, ("error_type",))] == 2
+    assert got[(c.INFERENCES.name, ("m", "cpu", "error"))] == len(kinds)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        'quote"d',
+        "new\nline",
+        "back\\slash",
+        "tab\tand\r",
+        "ünïcødé-模型",
+        "",
+    ],
+)
+def test_awkward_label_values_are_kept_as_they_are(model):
+    rec = Recorder()
+    rec.series(model, "cpu").ok.append(1000)
+    got = values(rec.readings())
+    assert got[(c.INFERENCES.name, (model, "cpu", "ok"))] == 1
+
+
+def test_non_utf8_and_overlong_labels_are_cleaned_once_and_merged_not_lost():
+    rec = Recorder()
+    bad1, bad2 = "model-\udcff", "model-\udcfe"  # os.fsdecode of two non-UTF-8 file names
+    long1, long2 = "m" * 300 + "1", "m" * 300 + "2"
+    for name in (bad1, bad2, long1, long2):
+        rec.series(name, "cpu").ok.append(1000)
+    got = values(rec.readings())
+    ok = {k[1][0]: v for k, v in got.items() if k[0] == c.INFERENCES.name}
+    assert sum(ok.values()) == 4  # two cleaned pairs: merged in the recorder, never overwritten
+    assert len(ok) == 2
+    for name in ok:
+        name.encode("utf-8")  # valid UTF-8 for every scraper
+        assert len(name) <= 256
+    assert rec.series(bad1, "cpu") is rec.series(bad2, "cpu")
+
+
+def test_a_snapshot_carries_the_dropped_counts(tmp_path):
+    import json
+
+    from ortel.instrumentation.cardinality import LabelLimiter
+    from ortel.instrumentation.multiproc import SnapshotWriter
+
+    rec = Recorder(limiter=LabelLimiter({"model": 1}))
+    for m in ("a", "b", "c"):
+        rec.series(m).ok.append(1)
+    SnapshotWriter(tmp_path)(rec)
+    (path,) = tmp_path.iterdir()
+    assert json.loads(path.read_text())["dropped"] == {"model": 2}
+
+
+def test_a_forked_recorder_reports_only_its_own_drops():
+    from ortel.instrumentation.cardinality import LabelLimiter
+
+    rec = Recorder(limiter=LabelLimiter({"model": 1}))
+    rec.series("a")
+    rec.series("b")
+    rec.reset()  # what the child runs after fork
+    assert rec.limiter.dropped() == {"model": 0}
+    assert rec.series("a").state.model == "a"  # admissions survive

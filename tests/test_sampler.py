@@ -129,10 +129,12 @@ def started() -> Iterator[Callable[..., Sampler]]:
 def test_success_exports_readings_and_self_metrics(started: Callable[..., Sampler]) -> None:
     name = unique("mem")
     col = Fixed(name, reading(c.MEMORY_TOTAL, 1024.0), reading(c.PAGE_FAULTS, 7, type="major"))
+    before = time.time()
     s = started([col])
     d = as_dict(s.readings())
     duration = d.pop((c.COLLECTOR_DURATION.name, (name,)))
     assert isinstance(duration, float) and 0 <= duration < 1
+    assert before <= d.pop((c.COLLECTOR_LAST_SUCCESS.name, (name,))) <= time.time()
     assert d == {
         (c.MEMORY_TOTAL.name, ()): 1024.0,
         (c.PAGE_FAULTS.name, ("major",)): 7,
@@ -156,7 +158,12 @@ def test_no_data_is_success_without_data_or_readings(started: Callable[..., Samp
     readings = s.readings()
     _, success, has_data = self_metrics(readings, name)
     assert (success, has_data) == (1.0, 0.0)
-    self_names = {c.COLLECTOR_DURATION.name, c.COLLECTOR_SUCCESS.name, c.COLLECTOR_HAS_DATA.name}
+    self_names = {
+        c.COLLECTOR_DURATION.name,
+        c.COLLECTOR_SUCCESS.name,
+        c.COLLECTOR_HAS_DATA.name,
+        c.COLLECTOR_LAST_SUCCESS.name,  # "no data here" is a success
+    }
     assert {r.metric.name for r in readings} == self_names
 
 
@@ -246,17 +253,18 @@ def test_a_hung_collector_does_not_delay_the_others(
         assert time.monotonic() - t0 < 0.5  # both had their first sample at once
         wait_until(lambda: hung.calls >= 2)  # now blocked inside collect()
 
-        # The hung collector's last good sample still counts until it is stale...
+        hung_at = time.monotonic()
+        # The hung collector's last good sample still counts until its timeout...
         assert self_metrics(s.readings(), hung.name)[1] == 1.0
         seen = fast.calls
         wait_until(lambda: fast.calls >= seen + 3, timeout=2.0)  # ...and the fast one goes on
         latest = as_dict(s.readings())[(c.CONTEXT_SWITCHES.name, ())]
         assert latest >= seen + 2
 
-        # After STALE_INTERVALS intervals (+1 s of grace) with no finished sample: failed.
-        limit = sampler_mod.STALE_INTERVALS * FAST + 1
-        wait_until(lambda: self_metrics(s.readings(), hung.name)[1] == 0.0, timeout=limit + 2)
-        assert time.monotonic() - t0 >= limit
+        # A sample running longer than the timeout (2 intervals, at least 1 s): failed.
+        assert s.timeout == sampler_mod.default_timeout(FAST) == sampler_mod.MIN_TIMEOUT
+        wait_until(lambda: self_metrics(s.readings(), hung.name)[1] == 0.0, timeout=s.timeout + 2)
+        assert time.monotonic() - hung_at >= s.timeout - FAST
         readings = s.readings()
         assert self_metrics(readings, hung.name)[1:] == (0.0, 0.0)
         assert (c.MEMORY_TOTAL.name, ()) not in as_dict(readings)  # its stale readings are gone
@@ -308,3 +316,152 @@ def test_samples_repeat_at_the_interval(started: Callable[..., Sampler]) -> None
     wait_until(lambda: col.calls >= 5, timeout=2.0)
     # Five samples at 0.05 s take about 0.2 s; far less would mean the loop is spinning.
     assert time.monotonic() - t0 >= 3 * FAST
+
+
+# --- failures and hangs: last good sample's age, timeout, the scrape never waits ---------------
+
+
+class Toggle(Collector):
+    """Succeeds while ``ok`` is set, raises otherwise."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ok = True
+        self.calls = 0
+
+    def collect(self) -> Iterator[Reading]:
+        self.calls += 1
+        if not self.ok:
+            raise OSError("sensor gone")
+        yield reading(c.MEMORY_TOTAL, 7.0)
+
+
+def last_success(readings: list[Reading], name: str) -> float | None:
+    return as_dict(readings).get((c.COLLECTOR_LAST_SUCCESS.name, (name,)))  # type: ignore[return-value]
+
+
+def test_last_success_is_absent_before_any_success(started: Callable[..., Sampler]) -> None:
+    name = unique("never")
+    s = started([Raising(name, lambda: RuntimeError("always"))])
+    wait_until(lambda: s._samples[name].finished > 0)
+    assert last_success(s.readings(), name) is None  # unknown, not 0
+
+
+def test_a_failing_collector_keeps_its_last_success_time(started: Callable[..., Sampler]) -> None:
+    col = Toggle(unique("toggle"))
+    s = started([col])
+    wait_until(lambda: last_success(s.readings(), col.name) is not None)
+    col.ok = False
+    calls = col.calls
+    wait_until(lambda: col.calls >= calls + 2 and self_metrics(s.readings(), col.name)[1] == 0)
+    frozen = last_success(s.readings(), col.name)
+    wait_until(lambda: col.calls >= calls + 4)
+    readings = s.readings()
+    assert last_success(readings, col.name) == frozen  # no success since: the age grows
+    assert (c.MEMORY_TOTAL.name, ()) not in as_dict(readings)  # old values are not served
+    assert time.time() - frozen >= 2 * FAST
+    col.ok = True
+    wait_until(lambda: (last_success(s.readings(), col.name) or 0) > frozen)
+    assert self_metrics(s.readings(), col.name)[1] == 1.0
+
+
+def test_the_timeout_can_be_set(started: Callable[..., Sampler]) -> None:
+    hung = Hangs(unique("short"), ok_samples=1)
+    try:
+        s = Sampler([hung], FAST, timeout=0.3)
+        s.start()
+        wait_until(lambda: hung.calls >= 2)
+        t0 = time.monotonic()
+        assert self_metrics(s.readings(), hung.name)[1] == 1.0
+        wait_until(lambda: self_metrics(s.readings(), hung.name)[1] == 0.0, timeout=3)
+        assert 0.3 - FAST <= time.monotonic() - t0 < 1.5
+        # While hung, the duration is how long the sample has been running.
+        assert self_metrics(s.readings(), hung.name)[0] >= 0.3
+    finally:
+        hung.release.set()
+        s.stop()
+
+
+def test_a_hung_collector_recovers_when_its_sample_returns(
+    started: Callable[..., Sampler],
+) -> None:
+    hung = Hangs(unique("back"), ok_samples=1)
+    s = Sampler([hung], FAST, timeout=0.2)
+    s.start()
+    try:
+        wait_until(lambda: hung.calls >= 2)
+        wait_until(lambda: self_metrics(s.readings(), hung.name)[1] == 0.0)
+        hung.ok_samples = 10**9  # from now on it answers at once
+        hung.release.set()
+        wait_until(lambda: self_metrics(s.readings(), hung.name)[1] == 1.0)
+        assert as_dict(s.readings())[(c.MEMORY_TOTAL.name, ())] == 42.0
+    finally:
+        hung.release.set()
+        s.stop()
+
+
+def test_stop_does_not_wait_for_a_hung_collector_and_names_it() -> None:
+    hung, fine = Hangs(unique("stuck")), Fixed(unique("fine"))
+    s = Sampler([hung, fine], FAST)
+    s.start(wait=0.2)
+    t0 = time.monotonic()
+    try:
+        assert s.stop() == [hung.name]
+        assert time.monotonic() - t0 < sampler_mod.STOP_GRACE + 0.5
+    finally:
+        hung.release.set()
+
+
+def test_a_scrape_is_served_within_a_second_while_a_collector_hangs() -> None:
+    """The issue's promise end to end over HTTP: a hung collector never delays /metrics, and
+    only its own success drops to 0 (after the timeout: 1 s at this interval)."""
+    import http.client
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ortel.exporter.http import make_server
+
+    fast, hung = Counting(unique("ok")), Hangs(unique("hangs"), ok_samples=1)
+    s = Sampler([fast, hung], FAST)
+    s.start()
+    server = make_server("127.0.0.1", 0, s.readings, [fast.name, hung.name])
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    port = server.server_address[1]
+
+    def scrape() -> tuple[float, dict[tuple[str, str], float]]:
+        t0 = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read().decode()
+        conn.close()
+        took = time.monotonic() - t0
+        out = {}
+        for fam in text_string_to_metric_families(body):
+            for smp in fam.samples:
+                out[(smp.name, smp.labels.get("collector", ""))] = smp.value
+        return took, out
+
+    try:
+        wait_until(lambda: hung.calls >= 2)  # blocked from here on
+        hung_at = time.time()
+        worst = 0.0
+        deadline = time.monotonic() + s.timeout + 3
+        while True:
+            took, m = scrape()
+            worst = max(worst, took)
+            if m[("ortel_scrape_collector_success", hung.name)] == 0.0:
+                break
+            assert time.monotonic() < deadline, "hung collector never reported as failed"
+            time.sleep(0.05)
+        assert worst < 1.0
+        assert m[("ortel_scrape_collector_success", fast.name)] == 1.0
+        assert m[("ortel_collector_last_success_timestamp_seconds", hung.name)] <= hung_at
+        assert ("ortel_memory_total_bytes", "") not in m  # the hung one's readings are gone
+        assert ("ortel_context_switches_total", "") in m  # the other's are there
+    finally:
+        hung.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        s.stop()

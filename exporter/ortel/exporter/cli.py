@@ -23,6 +23,7 @@ def fail(message: str) -> None:
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
     if value is None:
         return
+    ctx.meta["ortel.config"] = value  # SIGHUP reads it again
     try:
         ctx.default_map = {**(ctx.default_map or {}), **load_file(value)}
     except ConfigError as e:
@@ -114,10 +115,17 @@ def cli() -> None:
 
 
 def _serve(check_config: bool, demo_default: bool = False, **params: Any) -> None:
+    raw = dict(params)
     params["demo"] = params["demo"] or demo_default
     try:
         settings = build_settings(params)
     except ConfigError as e:
+        fail(str(e))
+    from .webconfig import Security, WebConfigError
+
+    try:  # certificates, keys and hashes load now, so a bad file is an exit 2, not a 500 later
+        security = Security(settings.web_config, settings.bearer_token_file)
+    except WebConfigError as e:
         fail(str(e))
     if check_config:
         click.echo(
@@ -131,9 +139,14 @@ def _serve(check_config: bool, demo_default: bool = False, **params: Any) -> Non
         format="ortel: %(levelname)s: %(message)s",
     )
     from .daemon import Daemon
+    from .reload import Reloader
 
+    ctx = click.get_current_context()
+    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    fixed = [n for n in raw if ctx.get_parameter_source(n) in given]
+    reloader = Reloader(raw, fixed, ctx.meta.get("ortel.config"), demo_default)
     try:
-        daemon = Daemon(settings)
+        daemon = Daemon(settings, security=security, reloader=reloader)
     except OSError as e:
         fail(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}")
     daemon.run()

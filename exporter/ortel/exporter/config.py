@@ -16,8 +16,14 @@ from typing import Any
 
 import click
 
+from ortel.instrumentation.cardinality import DEFAULT_LIMITS, format_limits, parse_limits
+
 from .collectors.base import CollectorOptions
+from .collectors.estimate import DEFAULT_IDLE_WATTS, DEFAULT_MAX_WATTS
 from .collectors.registry import BY_NAME, SPECS
+from .derive import DEFAULT_GRID_INTENSITY
+from .otlp_push import OtlpSettings
+from .otlp_push import settings_from as otlp_settings_from
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,6 +69,78 @@ OPTIONS: tuple[Option, ...] = (
         "Directory where instrumented processes write snapshots (ORTEL_MULTIPROC_DIR).",
     ),
     Option("window", float, 60.0, "Sliding window, in seconds, of the latency quantile gauges."),
+    Option(
+        "collector_timeout",
+        float,
+        None,
+        "Seconds a collector's sample may run before it counts as failed (hung); default: twice "
+        "--interval, at least 1.",
+    ),
+    Option(
+        "label_limits",
+        str,
+        format_limits(DEFAULT_LIMITS),
+        "Most distinct values per label (LABEL=N,...); later values become __other__.",
+    ),
+    Option(
+        "web_config",
+        click.Path(dir_okay=False, path_type=Path),
+        None,
+        "Web config file (exporter-toolkit format): TLS, client certificates, basic auth.",
+    ),
+    Option(
+        "bearer_token_file",
+        click.Path(dir_okay=False, path_type=Path),
+        None,
+        "File of accepted bearer tokens, one per line.",
+    ),
+    Option(
+        "cpu_idle_watts",
+        float,
+        DEFAULT_IDLE_WATTS,
+        "Estimated power of one logical CPU at idle, for the estimate collector (default: Cloud "
+        "Carbon Footprint's AWS average, from SPECpower).",
+    ),
+    Option(
+        "cpu_max_watts",
+        float,
+        DEFAULT_MAX_WATTS,
+        "Estimated power of one logical CPU at full load, for the estimate collector (same "
+        "source).",
+    ),
+    Option(
+        "grid_intensity_g_per_kwh",
+        float,
+        DEFAULT_GRID_INTENSITY,
+        "Grams of CO2-equivalent per kWh of the electricity used, for ortel_carbon_grams_total "
+        "(default: IEA world average).",
+    ),
+    Option(
+        "etw_traceevent",
+        click.Path(exists=True, dir_okay=False, path_type=Path),
+        None,
+        "Windows: Microsoft.Diagnostics.Tracing.TraceEvent.dll for the etw collector "
+        "(docs/events.md).",
+    ),
+    Option(
+        "otlp_endpoint",
+        str,
+        None,
+        "Also push every metric to this OTLP endpoint (http://host:4317); default: "
+        "OTEL_EXPORTER_OTLP_ENDPOINT when set (docs/otel.md).",
+    ),
+    Option(
+        "otlp_protocol",
+        click.Choice(["grpc", "http/protobuf"]),
+        None,
+        "OTLP protocol; default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc.",
+    ),
+    Option(
+        "otlp_interval",
+        float,
+        None,
+        "Seconds between OTLP pushes; default: OTEL_METRIC_EXPORT_INTERVAL, else 60.",
+    ),
     Option("per_core", bool, False, "Also export utilisation per CPU.", flag=True),
     Option(
         "demo",
@@ -90,9 +168,16 @@ class Settings:
     options: CollectorOptions
     demo: bool
     log_level: str
+    collector_timeout: float | None = None
+    web_config: Path | None = None
+    bearer_token_file: Path | None = None
+    grid_intensity_g_per_kwh: float = DEFAULT_GRID_INTENSITY
+    otlp: OtlpSettings | None = None  # None: no OTLP push
 
 
 MAX_SECONDS = 1e9  # --interval/--window: below threading.TIMEOUT_MAX, and finite
+MAX_WATTS = 1e4  # per logical CPU: far above any real CPU, and finite
+MAX_INTENSITY = 1e4  # g CO2e/kWh: lignite is about 1,100
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -115,18 +200,49 @@ def _names(value: str) -> list[str]:
     return [n.strip() for n in value.split(",") if n.strip()]
 
 
+def _number(p: dict[str, Any], key: str) -> float:
+    """A float option's value; unset (or null in a config file) means its default."""
+    value = p.get(key)
+    if value is None:
+        return float(BY_KEY[key].default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{BY_KEY[key].opt} must be a number, got {value!r}")
+    return float(value)
+
+
 def build_settings(p: dict[str, Any]) -> Settings:
     host, port = parse_listen(p["listen"])
-    for key in ("interval", "window"):
+    for key in ("interval", "window", "collector_timeout"):
+        if key == "collector_timeout" and p.get(key) is None:
+            continue
+        flag = BY_KEY[key].opt
         if not p[key] > 0:
-            raise ConfigError(f"--{key} must be greater than 0")
+            raise ConfigError(f"{flag} must be greater than 0")
         if not p[key] <= MAX_SECONDS:  # inf overflows the sampler's waits and the window maths
-            raise ConfigError(f"--{key} must be at most {MAX_SECONDS:g} seconds")
+            raise ConfigError(f"{flag} must be at most {MAX_SECONDS:g} seconds")
     wanted, off = _names(p["collectors"]), _names(p["disable_collectors"])
     for n in wanted + off:
         if n not in BY_NAME:
             raise ConfigError(f"unknown collector {n!r} (known: {_KNOWN})")
     chosen = tuple(dict.fromkeys(n for n in wanted if n not in off))  # "cpu,cpu": one cpu
+    try:
+        limits = parse_limits(p.get("label_limits") or "")
+    except ValueError as e:
+        raise ConfigError(f"--label-limits: {e}") from None
+    idle_w = _number(p, "cpu_idle_watts")
+    max_w = _number(p, "cpu_max_watts")
+    intensity = _number(p, "grid_intensity_g_per_kwh")
+    if not 0 <= idle_w <= max_w < MAX_WATTS:  # also false for NaN
+        raise ConfigError(
+            f"--cpu-idle-watts ({idle_w:g}) and --cpu-max-watts ({max_w:g}) need "
+            f"0 <= idle <= max < {MAX_WATTS:g}"
+        )
+    if not 0 <= intensity < MAX_INTENSITY:
+        raise ConfigError(f"--grid-intensity-g-per-kwh must be in [0, {MAX_INTENSITY:g})")
+    try:
+        otlp = otlp_settings_from(p)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     multiproc = p["multiproc_dir"]
     opts = CollectorOptions(
         sysfs=p["sysfs"],
@@ -135,8 +251,25 @@ def build_settings(p: dict[str, Any]) -> Settings:
         per_core=p["per_core"],
         interval=p["interval"],
         window_seconds=p["window"],
+        label_limits=tuple(limits.items()),
+        cpu_idle_watts=idle_w,
+        cpu_max_watts=max_w,
+        etw_traceevent=p.get("etw_traceevent"),
     )
-    return Settings(host, port, p["interval"], chosen, opts, p["demo"], p["log_level"])
+    return Settings(
+        host,
+        port,
+        p["interval"],
+        chosen,
+        opts,
+        p["demo"],
+        p["log_level"],
+        collector_timeout=p.get("collector_timeout"),
+        web_config=p.get("web_config"),
+        bearer_token_file=p.get("bearer_token_file"),
+        grid_intensity_g_per_kwh=intensity,
+        otlp=otlp,
+    )
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -166,7 +299,31 @@ def load_file(path: Path) -> dict[str, Any]:
         name = str(key).replace("-", "_")
         if name not in BY_KEY:
             raise ConfigError(f"config {path}: unknown key {key!r} (known: {', '.join(BY_KEY)})")
-        if isinstance(value, list):  # collectors: [cpu, memory] reads better than a string
-            value = ",".join(str(v) for v in value)
-        out[name] = value
+        out[name] = _file_value(BY_KEY[name], f"config {path}: {key}", value)
     return out
+
+
+def _scalar(v: object) -> bool:
+    return isinstance(v, (str, int, float)) and not isinstance(v, bool)
+
+
+def _file_value(o: Option, where: str, value: Any) -> Any:
+    """A file value of a type the option's click type can take; anything else (a mapping, a
+    date, a number where a path goes) is one clear error here, not a traceback in click."""
+    if isinstance(value, list) and o.type is str:  # collectors: [cpu, memory] reads better
+        if not all(_scalar(v) for v in value):
+            raise ConfigError(f"{where} must be a list of names")
+        return ",".join(str(v) for v in value)
+    if value is None:
+        raise ConfigError(f"{where} has no value")
+    if o.flag:
+        if isinstance(value, (bool, str)):
+            return value
+        raise ConfigError(f"{where} must be true or false")
+    if isinstance(o.type, click.Path):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} must be a path")
+        return value
+    if not _scalar(value):
+        raise ConfigError(f"{where} must be a single value")
+    return value

@@ -1,7 +1,14 @@
-"""``ortel serve``: wire collectors, the sampler, the HTTP endpoint and the optional demo."""
+"""``ortel serve``: wire collectors, the sampler, the HTTP endpoint and the optional demo.
+
+Signals: SIGTERM/SIGINT stop accepting scrapes, let those in flight finish (up to DRAIN_SECONDS)
+and exit 0. SIGHUP reloads: the config file and the web config are read again and everything but
+the listen address and --demo takes effect without a restart (a reload that fails is logged and
+changes nothing).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import platform
@@ -11,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,44 +27,176 @@ from ortel.instrumentation.readings import Reading
 
 from . import __version__
 from .collectors.registry import BY_NAME
-from .config import Settings
+from .config import ConfigError, Settings
+from .derive import Carbon, Derived
 from .http import make_server
+from .otlp_push import OtlpPush
 from .sampler import Sampler
+from .webconfig import Policy, Security
+
+DRAIN_SECONDS = 5.0  # SIGTERM: how long scrapes in flight may take to finish
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, policy: Policy) -> str | None:
+    """What to warn about when the endpoint is reachable beyond this machine, if anything."""
+    if is_loopback(host):
+        return None
+    where = f"listening on {host}"
+    if policy.ssl_context is None and not policy.authenticates:
+        return (
+            f"{where} without TLS or authentication: anyone who can reach this port can read "
+            "the metrics (--web-config, --bearer-token-file; see docs/security.md)"
+        )
+    if not policy.authenticates:
+        return (
+            f"{where} with TLS but no authentication: anyone who can connect can read the metrics"
+        )
+    if policy.ssl_context is None:
+        return f"{where} without TLS: credentials and metrics cross the network in clear text"
+    return None
+
 
 log = logging.getLogger("ortel.exporter")
 
 
+def close_collectors(collectors: list) -> None:
+    """Let each collector release what it holds; one that fails to does not stop the others."""
+    for col in collectors:
+        try:
+            col.close()
+        except Exception as e:
+            log.warning("collector %s: close failed: %s", col.name, e)
+
+
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        security: Security | None = None,
+        reloader: Callable[[], Settings] | None = None,
+    ) -> None:
         self.settings = settings
+        self.security = security or Security(settings.web_config, settings.bearer_token_file)
+        self.reloader = reloader
+        self._config_ok = True  # the latest SIGHUP reload of the config file worked
         self._stop = threading.Event()
+        self._hup = threading.Event()
         self._demo: subprocess.Popen | None = None
         self._demo_dir: str | None = None
-        opts = settings.options
-        if settings.demo and opts.multiproc_dir is None:
+        self.otlp: OtlpPush | None = None  # started by run() with --otlp-endpoint
+        if settings.demo and settings.options.multiproc_dir is None:
             self._demo_dir = tempfile.mkdtemp(prefix="ortel-demo-")
-            opts = replace(opts, multiproc_dir=Path(self._demo_dir))
-        self.options = opts
-        self.collectors = [BY_NAME[n].factory(opts) for n in settings.collectors]
-        self.sampler = Sampler(self.collectors, settings.interval)
+        self.options = self._options(settings)
+        self.collectors = [BY_NAME[n].factory(self.options) for n in settings.collectors]
+        self.sampler = Sampler(self.collectors, settings.interval, settings.collector_timeout)
+        # Computed from the latest readings at each scrape (derive.py); the lambda follows the
+        # sampler across reloads.
+        self.carbon = Carbon(settings.grid_intensity_g_per_kwh)
+        self.derived = Derived(lambda: self.sampler.readings(), [self.carbon])
         self._build = Reading(c.BUILD_INFO, (__version__, platform.python_version()), 1.0)
         # Bind before anything starts so "port in use" fails fast and cleanly.
         try:
             self.server = make_server(
-                settings.host, settings.port, self.readings, list(settings.collectors)
+                settings.host,
+                settings.port,
+                self.readings,
+                list(settings.collectors),
+                self.security,
             )
         except OSError:
             if self._demo_dir:  # nothing else will remove it
                 shutil.rmtree(self._demo_dir, ignore_errors=True)
             raise
 
+    def _options(self, settings: Settings):
+        opts = settings.options
+        if self._demo_dir and opts.multiproc_dir is None:
+            opts = replace(opts, multiproc_dir=Path(self._demo_dir))
+        return opts
+
     def readings(self) -> list[Reading]:
-        return [self._build, *self.sampler.readings()]
+        out = [self._build, *self.derived()]
+        if self.reloader is not None and getattr(self.reloader, "config_path", None) is not None:
+            out.append(Reading(c.CONFIG_RELOAD_SUCCESS, ("file",), float(self._config_ok)))
+        if self.security.configured:
+            ok = float(self.security.last_reload_ok)
+            out.append(Reading(c.CONFIG_RELOAD_SUCCESS, ("web",), ok))
+        if self.otlp is not None:
+            out.extend(self.otlp.readings())
+        return out
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        scheme = "https" if self.security.policy.ssl_context is not None else "http"
+        return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def warn_if_exposed(self) -> None:
+        why = exposure_warning(self.settings.host, self.security.policy)
+        if why:
+            log.warning("%s", why)
+
+    def reload(self) -> bool:
+        """Re-read the config file and the web config; apply what can change while running."""
+        log.info("reloading configuration")
+        new = self.settings
+        if self.reloader is not None:
+            try:
+                new = self.reloader()
+            except ConfigError as e:
+                self._config_ok = False
+                log.error("config not reloaded, previous settings stay in force: %s", e)
+                return False
+            self._config_ok = True
+        web_ok = self.security.reload((new.web_config, new.bearer_token_file))
+        self.apply(new)
+        return web_ok
+
+    def apply(self, new: Settings) -> None:
+        old = self.settings
+        if (new.host, new.port) != (old.host, old.port):
+            log.warning(
+                "listen address %s:%d takes a restart; still serving %s",
+                new.host,
+                new.port,
+                self.url,
+            )
+            new = replace(new, host=old.host, port=old.port)
+        if new.demo != old.demo:
+            log.warning("--demo takes a restart; left as it was")
+            new = replace(new, demo=old.demo)
+        logging.getLogger().setLevel(new.log_level.upper())
+        self.carbon.set_intensity(new.grid_intensity_g_per_kwh)  # from now on; the total stays
+        opts = self._options(new)
+        sampling = (new.collectors, new.interval, new.collector_timeout, opts)
+        if sampling != (old.collectors, old.interval, old.collector_timeout, self.options):
+            self._resample(new, opts)
+        self.settings = new
+        self.warn_if_exposed()
+
+    def _resample(self, new: Settings, opts) -> None:
+        """A new sampler for new collector settings. Collectors whose options did not change are
+        kept (their counters and previous samples continue) unless stuck in a sample."""
+        old = self.sampler
+        stuck = set(old.stop())
+        keep = {}
+        if opts == self.options:
+            keep = {col.name: col for col in old.collectors if col.name not in stuck}
+        collectors = [keep.get(n) or BY_NAME[n].factory(opts) for n in new.collectors]
+        sampler = Sampler(collectors, new.interval, new.collector_timeout)
+        sampler.start(wait=1.0)
+        close_collectors([col for col in old.collectors if col not in collectors])
+        self.sampler, self.collectors, self.options = sampler, collectors, opts
+        log.info("collectors now %s, every %gs", ", ".join(new.collectors) or "none", new.interval)
 
     def start_demo(self) -> None:
         env = dict(os.environ, ORTEL_MULTIPROC_DIR=str(self.options.multiproc_dir))
@@ -68,12 +208,21 @@ class Daemon:
     def stop(self, *_: object) -> None:
         self._stop.set()
 
+    def hangup(self, *_: object) -> None:
+        self._hup.set()  # the main loop reloads: a signal handler should not do the work
+
     def run(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self.hangup)
+        self.warn_if_exposed()
         if self.settings.demo:
             self.start_demo()
         self.sampler.start()
+        if self.settings.otlp is not None:
+            self.otlp = OtlpPush(self.settings.otlp, self.readings)
+            log.info("%s", self.otlp.describe())
         server_thread = threading.Thread(
             target=self.server.serve_forever, name="ortel-http", daemon=True
         )
@@ -82,7 +231,10 @@ class Daemon:
             "serving %s/metrics (collectors: %s)", self.url, ", ".join(self.settings.collectors)
         )
         try:
-            while not self._stop.wait(0.5):
+            while not self._stop.wait(0.2):
+                if self._hup.is_set():
+                    self._hup.clear()
+                    self.reload()
                 if self._demo is not None and self._demo.poll() is not None:
                     log.error("demo workload exited with code %s", self._demo.returncode)
                     self._demo = None
@@ -90,7 +242,10 @@ class Daemon:
             self.shutdown()
 
     def shutdown(self) -> None:
-        self.server.shutdown()
+        self.server.shutdown()  # no new connections; those in flight carry on
+        left = self.server.drain(DRAIN_SECONDS)
+        if left:
+            log.warning("%d connection(s) still open after %gs: closing", left, DRAIN_SECONDS)
         self.server.server_close()
         if self._demo is not None:
             self._demo.terminate()
@@ -98,7 +253,10 @@ class Daemon:
                 self._demo.wait(5)
             except subprocess.TimeoutExpired:
                 self._demo.kill()
+        if self.otlp is not None:
+            self.otlp.stop()  # the last push, while the sampler still has readings
         self.sampler.stop()
+        close_collectors(self.collectors)  # child processes (powermetrics) go with the daemon
         if self._demo_dir:
             shutil.rmtree(self._demo_dir, ignore_errors=True)
         log.info("stopped")

@@ -1,4 +1,5 @@
-"""Generated parts of the README: metric catalogue, collectors, options.
+"""Generated parts of the docs: metric catalogue, collectors, options (README.md) and the
+Prometheus <-> OpenTelemetry mapping (docs/otel.md).
 
 python -m ortel.exporter.docs --write README.md   # regenerate
 python -m ortel.exporter.docs --check README.md   # exit 1 when stale (a test runs this)
@@ -49,22 +50,58 @@ def options_table() -> str:
     return "\n".join(rows)
 
 
+def _attributes(m: catalog.MetricDef) -> str:
+    parts = []
+    for attr, source in m.otel_plan():
+        if source.startswith("="):
+            parts.append(f"`{attr}`=`{source[1:]}`")
+        elif source == attr:
+            parts.append(f"`{attr}`")
+        else:
+            parts.append(f"`{attr}` ← `{source}`")
+    if m.kind == "summary":
+        parts.append("`ortel.quantile` (a point per quantile)")
+    return ", ".join(parts) or "—"
+
+
+def otel_table() -> str:
+    """Every metric's OTLP form: name, instrument, UCUM unit, attributes from labels."""
+    rows = [
+        "| Prometheus | OTel name | instrument | unit | attributes (← Prometheus label) |",
+        "|---|---|---|---|---|",
+    ]
+    for m in catalog.all_metrics():
+        semconv = "" if m.otel_name.startswith("ortel.") else " (semconv)"
+        rows.append(
+            f"| `{m.name}` | `{m.otel_name}`{semconv} | {m.otel_instrument} | `{m.otel_unit}` "
+            f"| {_cell(_attributes(m))} |"
+        )
+    return "\n".join(rows)
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "metrics": metrics_table,
     "collectors": collectors_table,
     "options": options_table,
+    "otel": otel_table,
 }
 
 
 def render(text: str) -> str:
+    """Regenerate every generated block the text has (README.md: metrics, collectors, options;
+    docs/otel.md: otel); a text with none is an error."""
+    found = 0
     for name, make in SECTIONS.items():
         pattern = re.compile(
             rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.DOTALL
         )
         if not pattern.search(text):
-            raise ValueError(f"missing <!-- generated:{name} --> block")
+            continue
+        found += 1
         body = make()
         text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+    if not found:
+        raise ValueError("no <!-- generated:NAME --> block to render")
     return text
 
 

@@ -1,9 +1,20 @@
-"""The daemon's HTTP endpoint: /metrics, /healthz and a small index page."""
+"""The daemon's HTTP endpoint: /metrics, /healthz and a small index page.
+
+TLS and authentication come from ``webconfig.Security`` (checked per connection and per request,
+so edits to its files apply without a restart). The server counts connections in flight so that
+SIGTERM can let running scrapes finish (``drain``) before the process exits.
+"""
 
 from __future__ import annotations
 
 import gzip
 import html
+import logging
+import socket
+import ssl
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
@@ -14,6 +25,13 @@ from ortel.instrumentation.exposition import to_families
 from ortel.instrumentation.readings import Reading
 
 from . import __version__
+from .webconfig import Security
+
+log = logging.getLogger("ortel.exporter")
+
+# A client gets this long per socket operation (TLS handshake, reading the request, each write):
+# a stalled or malicious client holds one thread for at most this long, never the server.
+SOCKET_TIMEOUT = 10.0
 
 
 class _Families:
@@ -36,17 +54,97 @@ def _index(collectors: list[str]) -> bytes:
     ).encode()
 
 
+class Server(ThreadingHTTPServer):
+    """A threading HTTP server that wraps connections in TLS when the security policy says so
+    and knows how many connections are in flight."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    security: Security | None = None
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.inflight = 0
+        self._idle = threading.Condition()
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        # Counted here, in the accepting thread, so drain() cannot miss a connection whose
+        # thread has not started yet.
+        with self._idle:
+            self.inflight += 1
+        try:
+            super().process_request(request, client_address)  # type: ignore[arg-type]
+        except BaseException:
+            self._done()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[arg-type]
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self.inflight -= 1
+            self._idle.notify_all()
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:
+        ctx = None if self.security is None else self.security.current().ssl_context
+        if ctx is None:
+            super().finish_request(request, client_address)  # type: ignore[arg-type]
+            return
+        request.settimeout(SOCKET_TIMEOUT)  # the handshake, before the handler sets its own
+        try:
+            conn = ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            # An untrusted client certificate, plain HTTP on the TLS port, a scanner: the client
+            # learns it from the TLS alert; one log line per connection would be noise.
+            log.debug("TLS handshake with %s failed: %s", client_address, e)
+            return
+        try:
+            self.RequestHandlerClass(conn, client_address, self)  # type: ignore[arg-type]
+        finally:
+            conn.close()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # socketserver prints tracebacks to stderr; a scraper hanging up mid-answer is routine.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLError)):
+            log.debug("connection from %s: %s", client_address, exc)
+        else:
+            log.error("error answering %s", client_address, exc_info=True)
+
+    def drain(self, timeout: float) -> int:
+        """Wait (after ``shutdown()``) for connections in flight; returns how many are left."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self.inflight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._idle.wait(left)
+            return self.inflight
+
+
 def make_server(
-    host: str, port: int, source: Callable[[], Iterable[Reading]], collectors: list[str]
-) -> ThreadingHTTPServer:
+    host: str,
+    port: int,
+    source: Callable[[], Iterable[Reading]],
+    collectors: list[str],
+    security: Security | None = None,
+) -> Server:
     registry = _Families(source)
     index = _index(collectors)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"ortel/{__version__}"
+        timeout = SOCKET_TIMEOUT
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = urlparse(self.path).path
+            if security is not None and not self._allowed(security, path):
+                return
             if path == "/metrics":
                 encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
                 body = encoder(registry)
@@ -58,7 +156,23 @@ def make_server(
             else:
                 self._send(404, "text/plain; charset=utf-8", b"not found\n")
 
-        def _send(self, code: int, ctype: str, body: bytes) -> None:
+        def _allowed(self, security: Security, path: str) -> bool:
+            conn = self.connection
+            peer = conn.getpeercert() if isinstance(conn, ssl.SSLSocket) else None
+            verdict = security.current().check(path, self.headers.get("Authorization"), peer)
+            if verdict.code == 200:
+                return True
+            body = b"unauthorized\n" if verdict.code == 401 else b"forbidden\n"
+            self._send(verdict.code, "text/plain; charset=utf-8", body, verdict.headers)
+            return False
+
+        def _send(
+            self,
+            code: int,
+            ctype: str,
+            body: bytes,
+            headers: Iterable[tuple[str, str]] = (),
+        ) -> None:
             gz = "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024
             if gz:
                 body = gzip.compress(body, compresslevel=1)
@@ -67,18 +181,18 @@ def make_server(
             self.send_header("Content-Length", str(len(body)))
             if gz:
                 self.send_header("Content-Encoding", "gzip")
+            for name, value in headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass  # one line per scrape is noise; errors surface through the daemon's log
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
+    class Bound(Server):
+        pass
 
+    Bound.security = security
     if ":" in host:
-        import socket
-
-        Server.address_family = socket.AF_INET6
-    return Server((host, port), Handler)
+        Bound.address_family = socket.AF_INET6
+    return Bound((host, port), Handler)

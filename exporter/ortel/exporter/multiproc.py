@@ -6,6 +6,10 @@ go backwards and the directory does not grow with every short-lived worker. The 
 snapshots it absorbed, so a crash between writing the archive and deleting the snapshot cannot
 count it twice. The archive outlives daemon restarts (document: counters continue); a directory on
 tmpfs is cleared at reboot, which Prometheus sees as an ordinary counter reset.
+
+Label values are cleaned and capped here too (``cardinality``): many processes, each within its own
+caps, can still add up to too many models. The archive is read first, so values already counted
+keep their place across daemon restarts.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ortel.instrumentation.cardinality import LabelLimiter, add_counts, parse_counts
+from ortel.instrumentation.exposition import clean_label
 from ortel.instrumentation.multiproc import FORMAT, process_start_ticks
-from ortel.instrumentation.state import SeriesState, merge_all
+from ortel.instrumentation.state import MAX_INT, SeriesState, merge_all
 
 log = logging.getLogger("ortel.exporter")
 
@@ -44,6 +50,12 @@ def _load(path: Path) -> list[SeriesState]:
     return _parse(path)[0]
 
 
+def _load_snapshot(path: Path) -> tuple[list[SeriesState], dict[str, int]]:
+    """A snapshot's series and its label values dropped; raises ValueError when malformed."""
+    series, doc = _parse(path)
+    return series, parse_counts(doc.get("dropped"), MAX_INT)
+
+
 def _parse(path: Path) -> tuple[list[SeriesState], dict]:
     """The series and the whole document (the archive's ``absorbed`` and ``exited`` live there)."""
     if path.stat().st_size > MAX_FILE_BYTES:
@@ -62,8 +74,9 @@ def _parse(path: Path) -> tuple[list[SeriesState], dict]:
         raise ValueError(f"malformed snapshot ({type(e).__name__}: {e})") from None
 
 
-def _load_archive(path: Path) -> tuple[list[SeriesState], set[str], int]:
-    """The archive's series, the snapshot names it absorbed, and how many processes it holds."""
+def _load_archive(path: Path) -> tuple[list[SeriesState], set[str], int, dict[str, int]]:
+    """The archive's series, the snapshot names it absorbed, how many processes it holds, and
+    the label values its processes dropped."""
     series, doc = _parse(path)
     absorbed = doc.get("absorbed", [])
     if not (isinstance(absorbed, list) and all(isinstance(n, str) for n in absorbed)):
@@ -71,7 +84,7 @@ def _load_archive(path: Path) -> tuple[list[SeriesState], set[str], int]:
     exited = doc.get("exited", len(absorbed))  # archives written before the count was kept
     if type(exited) is not int or exited < 0:
         raise ValueError("archive: exited must be a non-negative integer")
-    return series, set(absorbed), exited
+    return series, set(absorbed), exited, parse_counts(doc.get("dropped"), MAX_INT)
 
 
 def _clash(known: dict[tuple[str, str], tuple[float, ...]], states: list[SeriesState]) -> str:
@@ -90,15 +103,21 @@ class MergeResult:
     live: int = 0
     archived: int = 0
     bad_files: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # label values sent to __other__
 
 
 class MultiprocReader:
     def __init__(
-        self, directory: Path, procfs: Path = Path("/proc"), window_seconds: float = 60.0
+        self,
+        directory: Path,
+        procfs: Path = Path("/proc"),
+        window_seconds: float = 60.0,
+        limiter: LabelLimiter | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.procfs = Path(procfs)
         self.window_seconds = window_seconds
+        self.limiter = LabelLimiter() if limiter is None else limiter
         self._bad_seen: set[str] = set()
         self.bad_files_total = 0
 
@@ -114,20 +133,52 @@ class MultiprocReader:
             self.bad_files_total += 1
             log.warning("ortel: skipping %s in %s: %s", name, self.directory, why)
 
+    def _cap(self, states: list[SeriesState]) -> list[SeriesState]:
+        """Clean and cap the labels of freshly parsed series (renamed in place); series that end
+        up with the same labels are merged. Raises ValueError when those disagree on buckets."""
+        admit = self.limiter.admit
+        for s in states:
+            s.model = admit("model", clean_label(s.model))
+            s.provider = admit("provider", clean_label(s.provider))
+            if s.error_types:
+                errs: dict[str, int] = {}
+                for k, n in s.error_types.items():
+                    k = admit("error_type", clean_label(k))
+                    errs[k] = errs.get(k, 0) + n
+                s.error_types = errs
+        if len({s.key for s in states}) == len(states):
+            return states
+        return list(merge_all([states]).values())
+
+    def _load(self, path: Path) -> tuple[list[SeriesState], dict[str, int]]:
+        states, dropped = _load_snapshot(path)
+        return self._cap(states), dropped
+
+    def _dropped(self, *parts: dict[str, int]) -> dict[str, int]:
+        """Dropped by the processes (snapshots, archive) plus dropped by this daemon's caps."""
+        total = dict.fromkeys(self.limiter.limits, 0)
+        for part in (*parts, self.limiter.dropped()):
+            add_counts(total, part)
+        return total
+
     def read(self) -> MergeResult:
         archive_path = self.directory / ARCHIVE
         archive: list[SeriesState] = []
         absorbed: set[str] = set()
         exited = 0
+        archive_dropped: dict[str, int] = {}
         if archive_path.exists():
             try:
-                archive, absorbed, exited = _load_archive(archive_path)
+                archive, absorbed, exited, archive_dropped = _load_archive(archive_path)
+                archive = self._cap(archive)
             except (OSError, ValueError) as e:
                 # Never overwrite an archive we cannot read: that would lose counts for good.
                 self._bad(ARCHIVE, str(e))
                 return self._read_live_only()
         live: list[list[SeriesState]] = []
+        live_dropped: dict[str, int] = {}
         dead: list[tuple[str, list[SeriesState]]] = []
+        dead_dropped: dict[str, int] = {}
         known: dict[tuple[str, str], tuple[float, ...]] = {}
         _clash(known, archive)
         try:
@@ -146,7 +197,7 @@ class MultiprocReader:
             # that exits between our read and the check could leave newer counts we would delete.
             alive = self._alive(int(m.group(1)), int(m.group(2)))
             try:
-                states = _load(path)
+                states, dropped = self._load(path)
             except (OSError, ValueError) as e:
                 self._bad(name, str(e))
                 continue
@@ -155,24 +206,29 @@ class MultiprocReader:
                 continue
             if alive:
                 live.append(states)
+                add_counts(live_dropped, dropped)
             else:
                 dead.append((name, states))
+                add_counts(dead_dropped, dropped)
         if dead:
             exited += len(dead)
-            archive = self._compact(archive_path, archive, absorbed, dead, exited)
+            archive_dropped = add_counts(dict(archive_dropped), dead_dropped)
+            archive = self._compact(archive_path, archive, absorbed, dead, exited, archive_dropped)
         now = time.time()
         merged = merge_all([archive, *live])
         for s in merged.values():
             s.prune(now, self.window_seconds)
-        return MergeResult(merged, live=len(live), archived=exited)
+        dropped = self._dropped(archive_dropped, live_dropped)
+        return MergeResult(merged, live=len(live), archived=exited, dropped=dropped)
 
     def _read_live_only(self) -> MergeResult:
         groups = []
+        dropped: dict[str, int] = {}
         known: dict[tuple[str, str], tuple[float, ...]] = {}
         for name in sorted(os.listdir(self.directory)):
             if SNAPSHOT_RE.match(name):
                 try:
-                    states = _load(self.directory / name)
+                    states, more = self._load(self.directory / name)
                 except (OSError, ValueError) as e:
                     self._bad(name, str(e))
                     continue
@@ -180,7 +236,8 @@ class MultiprocReader:
                     self._bad(name, why)
                     continue
                 groups.append(states)
-        return MergeResult(merge_all(groups), live=len(groups))
+                add_counts(dropped, more)
+        return MergeResult(merge_all(groups), live=len(groups), dropped=self._dropped(dropped))
 
     def _compact(
         self,
@@ -189,6 +246,7 @@ class MultiprocReader:
         absorbed: set[str],
         dead: list[tuple[str, list[SeriesState]]],
         exited: int,
+        dropped: dict[str, int],
     ) -> list[SeriesState]:
         merged = merge_all([archive] + [s for _, s in dead])
         now = time.time()
@@ -202,6 +260,7 @@ class MultiprocReader:
             "written": now,
             "absorbed": sorted(keep),
             "exited": exited,
+            "dropped": dropped,
             "series": [s.to_json() for s in merged.values()],
         }
         tmp = self.directory / f".{ARCHIVE}.tmp"

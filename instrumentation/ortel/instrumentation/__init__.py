@@ -14,9 +14,12 @@ from typing import Any
 _EXPORTS = {
     "profiled": "decorator",
     "track": "decorator",
+    "track_generation": "generation",
     "instrument_session": "session",
     "uninstrument_session": "session",
     "OnnxRuntimeInstrumentor": "instrumentor",
+    "OnnxRuntimeOtelInstrumentor": "otel",
+    "start_otlp": "otel",
     "start_http_server": "server",
     "make_registry": "server",
     "enable_multiprocess": "multiproc",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["counter", "gauge", "histogram", "summary"]
+OtelInstrument = Literal["counter", "updowncounter", "gauge", "histogram"]
 
 
 def log_buckets(low: float, high: float, per_decade: int) -> tuple[float, ...]:
@@ -41,11 +42,72 @@ class MetricDef:
     otel_name: str | None = None  # OTel semconv name, or ortel.* where semconv lacks one
     buckets: tuple[float, ...] | None = None
     source: Literal["shim", "daemon"] = "daemon"
+    # OTLP side (see OTEL_UNITS / OTEL_ATTRIBUTES below for the defaults; docs/otel.md shows all):
+    otel_unit: str | None = None  # UCUM unit; None: from unit, "1" for plain counts
+    otel_instrument: OtelInstrument | None = None  # None: from kind (a summary -> quantile gauge)
+    # (attribute, label or "{label}/{label}" template) replacing the default for those labels
+    otel_attributes: tuple[tuple[str, str], ...] = ()
+    otel_constants: tuple[tuple[str, str], ...] = ()  # fixed attributes semconv asks for
+
+    def __post_init__(self) -> None:
+        if self.otel_unit is None:
+            object.__setattr__(self, "otel_unit", OTEL_UNITS.get(self.unit, "1"))
+        if self.otel_instrument is None:
+            derived = {"summary": "gauge"}.get(self.kind, self.kind)
+            object.__setattr__(self, "otel_instrument", derived)
 
     @property
     def family_name(self) -> str:
         """Name without the counter suffix, as prometheus_client metric families expect."""
         return self.name[: -len("_total")] if self.kind == "counter" else self.name
+
+    def otel_plan(self) -> tuple[tuple[str, str], ...]:
+        """(attribute, source) for every OTel attribute of a point: source is a label name, a
+        ``{label}`` template, or ``=value`` for a constant."""
+        used = {lbl for _, src in self.otel_attributes for lbl in _template_labels(src)}
+        plan = [(a, lbl) for lbl in self.labels if lbl not in used for a in (otel_attr(lbl),)]
+        plan += list(self.otel_attributes)
+        plan += [(a, "=" + v) for a, v in self.otel_constants]
+        return tuple(plan)
+
+
+# Prometheus base unit -> UCUM unit, as OTLP carries it.
+OTEL_UNITS = {
+    "seconds": "s",
+    "bytes": "By",
+    "joules": "J",
+    "watts": "W",
+    "celsius": "Cel",
+    "hertz": "Hz",
+    "ratio": "1",
+}
+# Prometheus label -> OTel attribute (semconv where it has one), unless a metric says otherwise.
+OTEL_ATTRIBUTES = {
+    "model": "ortel.model",
+    "provider": "ortel.provider",
+    "status": "ortel.status",
+    "error_type": "error.type",
+    "pid": "process.pid",
+    "name": "process.executable.name",
+    "role": "ortel.process.role",
+    "cpu": "cpu.logical_number",
+    "mode": "cpu.mode",
+    "quantile": "ortel.quantile",
+}
+# Attributes whose semconv type is int (Prometheus label values are strings).
+OTEL_INT_ATTRIBUTES = frozenset({"process.pid", "cpu.logical_number"})
+
+
+def otel_attr(label: str) -> str:
+    return OTEL_ATTRIBUTES.get(label, "ortel." + label)
+
+
+def _template_labels(source: str) -> list[str]:
+    if source.startswith("="):
+        return []
+    if "{" not in source:
+        return [source]
+    return [part.split("}", 1)[0] for part in source.split("{")[1:]]
 
 
 _ALL: dict[str, MetricDef] = {}
@@ -57,6 +119,17 @@ def _define(*args, **kwargs) -> MetricDef:
         raise ValueError(f"metric {m.name} defined twice")
     _ALL[m.name] = m
     return m
+
+
+# OTel: GPUs are hw.* components (hw.id = the GPU's UUID) and generation metrics carry what the
+# gen_ai semconv requires; defined before the metrics that use them.
+GPU_OTEL = (("hw.id", "uuid"), ("hw.name", "name"), ("ortel.gpu.index", "gpu"))
+GPU_HW = (("hw.type", "gpu"),)
+GEN_AI_OTEL = (("gen_ai.request.model", "model"),)
+GEN_AI_CONSTANTS = (
+    ("gen_ai.operation.name", "text_completion"),
+    ("gen_ai.provider.name", "onnxruntime"),
+)
 
 
 # --- inference (recorded by the shim, merged by the daemon) -----------------------------------
@@ -79,6 +152,7 @@ INFERENCES = _define(
     ML + ("status",),
     "ortel.inference.count",
     source="shim",
+    otel_unit="{inference}",
 )
 INFERENCE_ITEMS = _define(
     "ortel_inference_items_total",
@@ -88,6 +162,7 @@ INFERENCE_ITEMS = _define(
     ML,
     "ortel.inference.items",
     source="shim",
+    otel_unit="{item}",
 )
 INFERENCE_ERRORS = _define(
     "ortel_inference_errors_total",
@@ -97,6 +172,7 @@ INFERENCE_ERRORS = _define(
     ("model", "error_type"),
     "ortel.inference.errors",
     source="shim",
+    otel_unit="{error}",
 )
 LATENCY_QUANTILE = _define(
     "ortel_inference_latency_seconds",
@@ -105,7 +181,7 @@ LATENCY_QUANTILE = _define(
     "Latency of successful inferences: quantiles over the sliding window (relative error <= 0.5%),"
     " _count and _sum since start.",
     ML,
-    "ortel.inference.latency",
+    "ortel.inference.latency.quantile",
     source="shim",
 )
 LATENCY_MEAN = _define(
@@ -152,6 +228,7 @@ WINDOW_INFERENCES = _define(
     ML,
     "ortel.inference.window.count",
     source="shim",
+    otel_unit="{inference}",
 )
 SESSION_LOAD = _define(
     "ortel_session_load_seconds",
@@ -188,6 +265,7 @@ SLA_VIOLATIONS = _define(
     ("model",),
     "ortel.sla.violations",
     source="shim",
+    otel_unit="{inference}",
 )
 SLA_COMPLIANCE = _define(
     "ortel_sla_compliance_ratio",
@@ -239,14 +317,18 @@ CPU_COUNT = _define(
     "Logical CPUs seen in /proc/stat.",
     (),
     "system.cpu.logical.count",
+    otel_unit="{cpu}",
+    otel_instrument="updowncounter",
 )
 CONTEXT_SWITCHES = _define(
     "ortel_context_switches_total",
     "counter",
     "",
-    "Context switches on the host since boot.",
+    "Context switches on the host since boot (/proc/stat; Windows: ETW CSwitch events since the "
+    "daemon's session started).",
     (),
-    "system.cpu.context_switches",
+    "ortel.system.context_switches",
+    otel_unit="{context_switch}",
 )
 INTERRUPTS = _define(
     "ortel_interrupts_total",
@@ -254,7 +336,8 @@ INTERRUPTS = _define(
     "",
     "Interrupts serviced on the host since boot.",
     (),
-    "system.cpu.interrupts",
+    "ortel.system.interrupts",
+    otel_unit="{interrupt}",
 )
 
 # --- host: memory ------------------------------------------------------------------------------
@@ -265,6 +348,7 @@ MEMORY_TOTAL = _define(
     "Physical memory (MemTotal).",
     (),
     "system.memory.limit",
+    otel_instrument="updowncounter",
 )
 MEMORY_AVAILABLE = _define(
     "ortel_memory_available_bytes",
@@ -272,7 +356,8 @@ MEMORY_AVAILABLE = _define(
     "bytes",
     "Memory available for new work without swapping (MemAvailable).",
     (),
-    "ortel.memory.available",
+    "system.memory.linux.available",
+    otel_instrument="updowncounter",
 )
 MEMORY_USED = _define(
     "ortel_memory_used_bytes",
@@ -281,6 +366,8 @@ MEMORY_USED = _define(
     "MemTotal minus MemAvailable.",
     (),
     "system.memory.usage",
+    otel_instrument="updowncounter",
+    otel_constants=(("system.memory.state", "used"),),
 )
 SWAP_TOTAL = _define(
     "ortel_swap_total_bytes", "gauge", "bytes", "Swap space (SwapTotal).", (), "ortel.swap.limit"
@@ -292,14 +379,19 @@ SWAP_USED = _define(
     "SwapTotal minus SwapFree.",
     (),
     "system.paging.usage",
+    otel_instrument="updowncounter",
+    otel_constants=(("system.paging.state", "used"),),
 )
 PAGE_FAULTS = _define(
     "ortel_page_faults_total",
     "counter",
     "",
-    "Page faults on the host since boot (from /proc/vmstat), minor or major.",
+    "Page faults on the host since boot (/proc/vmstat; Windows: ETW PageFault events since the "
+    "daemon's session started), minor or major.",
     ("type",),
     "system.paging.faults",
+    otel_unit="{fault}",
+    otel_attributes=(("system.paging.fault.type", "type"),),
 )
 
 # --- processes (the daemon and every instrumented process) ------------------------------------
@@ -311,6 +403,7 @@ PROCESS_RSS = _define(
     "Resident set size.",
     PL,
     "process.memory.usage",
+    otel_instrument="updowncounter",
 )
 PROCESS_CPU = _define(
     "ortel_process_cpu_seconds_total",
@@ -321,7 +414,14 @@ PROCESS_CPU = _define(
     "process.cpu.time",
 )
 PROCESS_THREADS = _define(
-    "ortel_process_threads", "gauge", "", "Threads in the process.", PL, "process.thread.count"
+    "ortel_process_threads",
+    "gauge",
+    "",
+    "Threads in the process.",
+    PL,
+    "process.thread.count",
+    otel_unit="{thread}",
+    otel_instrument="updowncounter",
 )
 PROCESS_CTX = _define(
     "ortel_process_context_switches_total",
@@ -330,6 +430,8 @@ PROCESS_CTX = _define(
     "Context switches of the process, voluntary or involuntary.",
     PL + ("type",),
     "process.context_switches",
+    otel_unit="{context_switch}",
+    otel_attributes=(("process.context_switch.type", "type"),),
 )
 PROCESS_FAULTS = _define(
     "ortel_process_page_faults_total",
@@ -338,19 +440,590 @@ PROCESS_FAULTS = _define(
     "Page faults of the process, minor or major.",
     PL + ("type",),
     "process.paging.faults",
+    otel_unit="{fault}",
+    otel_attributes=(("system.paging.fault.type", "type"),),
 )
 
 # --- power, energy, thermal, GPU (issue 3: rapl, hwmon, thermal, nvml, powermetrics, estimate) -
 # (anchor: power metrics go here)
+# Host power domains share one label set so every source fits one metric: source is what measured
+# it (rapl, hwmon, powermetrics) or "estimated"; device names the package/chip within the source;
+# zone the part of it. NVIDIA GPUs have their own ortel_gpu_* metrics with gpu, uuid and name.
+POWER_LABELS = ("source", "device", "zone")
+POWER = _define(
+    "ortel_power_watts",
+    "gauge",
+    "watts",
+    "Power of one host power domain. source: rapl, hwmon, powermetrics, or estimated (a model, "
+    "not a measurement); device: RAPL zone index, hwmon chip, soc (powermetrics), cpu "
+    "(estimated); zone: RAPL zone name, hwmon sensor, cpu/gpu/ane, package. RAPL zones nest "
+    "(core is part of package): do not sum across zones.",
+    POWER_LABELS,
+    "ortel.power",
+)
+ENERGY = _define(
+    "ortel_energy_joules_total",
+    "counter",
+    "joules",
+    "Energy integrated by ortel from the power of sources without a hardware energy counter "
+    "(estimated, powermetrics); same labels as ortel_power_watts.",
+    POWER_LABELS,
+    "ortel.energy",
+)
+RAPL_ENERGY = _define(
+    "ortel_rapl_energy_joules_total",
+    "counter",
+    "joules",
+    "Energy of one RAPL powercap zone (energy_uj), monotonic across the hardware counter's "
+    "wraparound. zone: the zone's name (package-0, core, uncore, dram, psys); index: its powercap "
+    "id (0, 0:1; mmio:0 for an intel-rapl-mmio zone with no MSR twin).",
+    ("zone", "index"),
+    "ortel.rapl.energy",
+)
+HWMON_ENERGY = _define(
+    "ortel_hwmon_energy_joules_total",
+    "counter",
+    "joules",
+    "Energy counter of an hwmon sensor (energyN_input), as the driver reports it.",
+    ("chip", "sensor"),
+    "ortel.hwmon.energy",
+)
+HWMON_LABELS = ("chip", "sensor", "label")
+TEMPERATURE = _define(
+    "ortel_temperature_celsius",
+    "gauge",
+    "celsius",
+    "Temperature of an hwmon sensor (tempN_input). chip: the chip's name (suffixed with its "
+    "device when several chips share a name); label: the driver's tempN_label, empty if none.",
+    HWMON_LABELS,
+    "hw.temperature",
+    otel_attributes=(("hw.id", "{chip}/{sensor}"), ("hw.name", "label")),
+    otel_constants=(("hw.type", "temperature"), ("ortel.source", "hwmon")),
+)
+TEMPERATURE_CRITICAL = _define(
+    "ortel_temperature_critical_celsius",
+    "gauge",
+    "celsius",
+    "Critical temperature threshold of an hwmon sensor (tempN_crit).",
+    HWMON_LABELS,
+    "ortel.hwmon.temperature.critical",
+)
+TEMPERATURE_MAX = _define(
+    "ortel_temperature_max_celsius",
+    "gauge",
+    "celsius",
+    "Maximum (high) temperature threshold of an hwmon sensor (tempN_max).",
+    HWMON_LABELS,
+    "ortel.hwmon.temperature.max",
+)
+FAN_SPEED = _define(
+    "ortel_fan_speed_rpm",
+    "gauge",
+    "",
+    "Fan speed in revolutions per minute, as hwmon reports it (fanN_input).",
+    HWMON_LABELS,
+    "hw.fan.speed",
+    otel_unit="rpm",
+    otel_attributes=(("hw.id", "{chip}/{sensor}"), ("hw.name", "label")),
+    otel_constants=(("hw.type", "fan"),),
+)
+THERMAL_ZONE_TEMPERATURE = _define(
+    "ortel_thermal_zone_temperature_celsius",
+    "gauge",
+    "celsius",
+    "Temperature of a kernel thermal zone (thermal_zoneN/temp); type is the zone's driver type.",
+    ("zone", "type"),
+    "hw.temperature",
+    otel_attributes=(("hw.id", "{zone}"), ("hw.name", "type")),
+    otel_constants=(("hw.type", "temperature"), ("ortel.source", "thermal")),
+)
+COOLING_DEVICE_STATE = _define(
+    "ortel_cooling_device_state",
+    "gauge",
+    "",
+    "Current state of a kernel cooling device (cur_state; 0 is no cooling, higher is more).",
+    ("device", "type"),
+    "ortel.thermal.cooling_device.state",
+)
+COOLING_DEVICE_MAX_STATE = _define(
+    "ortel_cooling_device_max_state",
+    "gauge",
+    "",
+    "Highest state of a kernel cooling device (max_state).",
+    ("device", "type"),
+    "ortel.thermal.cooling_device.max_state",
+)
+CPU_THROTTLES = _define(
+    "ortel_cpu_throttles_total",
+    "counter",
+    "",
+    "Thermal throttling events counted by the kernel (thermal_throttle/*_throttle_count). "
+    "scope=core: per CPU; scope=package: per package, under the package's first CPU.",
+    ("cpu", "scope"),
+    "ortel.cpu.throttles",
+)
+THERMAL_THROTTLING = _define(
+    "ortel_thermal_throttling",
+    "gauge",
+    "",
+    "1 if any CPU's throttle count of this scope rose during the last sampling interval, else 0.",
+    ("scope",),
+    "ortel.thermal.throttling",
+)
+CPU_FREQUENCY_MIN = _define(
+    "ortel_cpu_frequency_min_hertz",
+    "gauge",
+    "hertz",
+    "Lowest frequency the cpufreq policy allows the CPU (scaling_min_freq).",
+    ("cpu",),
+    "ortel.cpu.frequency.min",
+)
+CPU_FREQUENCY_MAX = _define(
+    "ortel_cpu_frequency_max_hertz",
+    "gauge",
+    "hertz",
+    "Highest frequency the cpufreq policy allows the CPU now (scaling_max_freq; thermal "
+    "cooling lowers it).",
+    ("cpu",),
+    "ortel.cpu.frequency.max",
+)
+# NVIDIA GPUs (nvml collector): gpu is the NVML index, uuid the stable id, name the model.
+GPU_LABELS = ("gpu", "uuid", "name")
+GPU_UTILIZATION = _define(
+    "ortel_gpu_utilization_ratio",
+    "gauge",
+    "ratio",
+    "Share of the driver's last sample period during which a kernel ran on the GPU.",
+    GPU_LABELS,
+    "hw.gpu.utilization",
+    otel_attributes=GPU_OTEL,
+    otel_constants=GPU_HW,
+)
+GPU_MEMORY_UTILIZATION = _define(
+    "ortel_gpu_memory_utilization_ratio",
+    "gauge",
+    "ratio",
+    "Share of the driver's last sample period during which GPU memory was read or written.",
+    GPU_LABELS,
+    "hw.gpu.memory.utilization",
+    otel_attributes=GPU_OTEL,
+    otel_constants=GPU_HW,
+)
+GPU_MEMORY_USED = _define(
+    "ortel_gpu_memory_used_bytes",
+    "gauge",
+    "bytes",
+    "GPU memory in use.",
+    GPU_LABELS,
+    "hw.gpu.memory.usage",
+    otel_instrument="updowncounter",
+    otel_attributes=GPU_OTEL,
+    otel_constants=GPU_HW,
+)
+GPU_MEMORY_TOTAL = _define(
+    "ortel_gpu_memory_total_bytes",
+    "gauge",
+    "bytes",
+    "GPU memory installed.",
+    GPU_LABELS,
+    "hw.gpu.memory.limit",
+    otel_instrument="updowncounter",
+    otel_attributes=GPU_OTEL,
+    otel_constants=GPU_HW,
+)
+GPU_POWER = _define(
+    "ortel_gpu_power_watts",
+    "gauge",
+    "watts",
+    "GPU board power draw.",
+    GPU_LABELS,
+    "hw.power",
+    otel_attributes=GPU_OTEL,
+    otel_constants=GPU_HW,
+)
+GPU_POWER_LIMIT = _define(
+    "ortel_gpu_power_limit_watts",
+    "gauge",
+    "watts",
+    "Power limit the GPU enforces now.",
+    GPU_LABELS,
+    "ortel.gpu.power.limit",
+)
+GPU_ENERGY = _define(
+    "ortel_gpu_energy_joules_total",
+    "counter",
+    "joules",
+    "GPU energy: the driver's total energy counter where the GPU has one (Volta and newer), "
+    "else board power integrated over the sampling interval by ortel.",
+    GPU_LABELS,
+    "hw.energy",
+    otel_attributes=GPU_OTEL,
+    otel_constants=GPU_HW,
+)
+GPU_TEMPERATURE = _define(
+    "ortel_gpu_temperature_celsius",
+    "gauge",
+    "celsius",
+    "GPU core temperature.",
+    GPU_LABELS,
+    "hw.temperature",
+    otel_attributes=GPU_OTEL,
+    otel_constants=GPU_HW,
+)
+GPU_MEMORY_TEMPERATURE = _define(
+    "ortel_gpu_memory_temperature_celsius",
+    "gauge",
+    "celsius",
+    "GPU memory (HBM) temperature, where the GPU reports it.",
+    GPU_LABELS,
+    "ortel.gpu.memory.temperature",
+)
+GPU_CLOCK = _define(
+    "ortel_gpu_clock_hertz",
+    "gauge",
+    "hertz",
+    "Current GPU clock, clock=sm or memory.",
+    GPU_LABELS + ("clock",),
+    "ortel.gpu.clock",
+)
+GPU_THROTTLE_REASON = _define(
+    "ortel_gpu_throttle_reason",
+    "gauge",
+    "",
+    "1 while the reason holds the GPU's clocks down (NVML clock event reasons), else 0.",
+    GPU_LABELS + ("reason",),
+    "ortel.gpu.throttle_reason",
+)
+GPU_PCIE_THROUGHPUT = _define(
+    "ortel_gpu_pcie_bytes_per_second",
+    "gauge",
+    "",
+    "PCIe traffic of the GPU in bytes per second over the driver's last 20 ms sample, "
+    "direction=tx (from the GPU) or rx (to the GPU).",
+    GPU_LABELS + ("direction",),
+    "ortel.gpu.pcie.throughput",
+    otel_unit="By/s",
+)
+GPU_PROCESS_MEMORY = _define(
+    "ortel_gpu_process_memory_bytes",
+    "gauge",
+    "bytes",
+    "GPU memory used by an instrumented process (pid as the driver sees it).",
+    GPU_LABELS + ("pid",),
+    "ortel.gpu.process.memory.used",
+)
+GPU_PROCESS_UTILIZATION = _define(
+    "ortel_gpu_process_utilization_ratio",
+    "gauge",
+    "ratio",
+    "Share of the GPU's SM time used by an instrumented process over the last sampling interval.",
+    GPU_LABELS + ("pid",),
+    "ortel.gpu.process.utilization",
+)
+GPU_SM_OCCUPANCY = _define(
+    "ortel_gpu_sm_occupancy_ratio",
+    "gauge",
+    "ratio",
+    "Resident warps as a share of the theoretical maximum over the last sampling interval "
+    "(GPM: Hopper and newer).",
+    GPU_LABELS,
+    "ortel.gpu.sm.occupancy",
+)
+GPU_TENSOR_ACTIVITY = _define(
+    "ortel_gpu_tensor_activity_ratio",
+    "gauge",
+    "ratio",
+    "Share of the last sampling interval the SMs ran any tensor-core instruction (GPM: Hopper "
+    "and newer).",
+    GPU_LABELS,
+    "ortel.gpu.tensor.activity",
+)
+CARBON = _define(
+    "ortel_carbon_grams_total",
+    "counter",
+    "",
+    "CO2-equivalent grams emitted for the energy counted so far: energy times "
+    "--grid-intensity-g-per-kwh, by the energy's source (rapl: package and dram zones; nvml; "
+    "estimated; powermetrics).",
+    ("source",),
+    "ortel.carbon.emissions",
+    otel_unit="g",
+)
 
 # --- energy attribution (issue 4) ---------------------------------------------------------------
 # (anchor: attribution metrics go here)
 
 # --- operators and generation (issues 5, 6) -----------------------------------------------------
 # (anchor: operator and LLM metrics go here)
+# Per-operator timings: the shim's sampled profiling (issue 5) and ONNX Runtime's ETW provider on
+# Windows (issue 10, collectors/etw.py) fold into the same histograms.
+OPERATOR_DURATION = _define(
+    "ortel_operator_duration_seconds",
+    "histogram",
+    "seconds",
+    "Time spent in one operator (graph node) of an inference, by operator type.",
+    ("model", "op_type", "provider"),
+    "ortel.operator.duration",
+    # Kernels run for microseconds: the latency grid extended two decades down (0.5 µs … 60 s,
+    # four per decade; every default latency bound is also a bound here).
+    log_buckets(5e-7, 60.0, 4),
+)
+# The shim's operator sampling (issue 5): ORTEL_OP_SAMPLE_SECONDS / instrument_session(...,
+# op_sample_seconds=N) profiles one inference every N seconds on a separate profiling session.
+OPERATOR_SHARE = _define(
+    "ortel_operator_share_ratio",
+    "gauge",
+    "ratio",
+    "Share of the summed operator time of sampled inferences spent in each operator type, "
+    "since start.",
+    ("model", "op_type"),
+    "ortel.operator.share",
+    source="shim",
+)
+OPERATOR_SAMPLES = _define(
+    "ortel_operator_sampled_inferences_total",
+    "counter",
+    "",
+    "Inferences whose operator timings were sampled (ORTEL_OP_SAMPLE_SECONDS).",
+    ("model",),
+    "ortel.operator.samples",
+    source="shim",
+)
+GRAPH_NODES = _define(
+    "ortel_graph_nodes",
+    "gauge",
+    "",
+    "Graph nodes the latest sampled inference ran, by execution provider.",
+    ("model", "provider"),
+    "ortel.graph.nodes",
+    source="shim",
+)
+GRAPH_MEMCPY_NODES = _define(
+    "ortel_graph_memcpy_nodes",
+    "gauge",
+    "",
+    "Memcpy nodes (copies between execution providers: provider transitions) the latest "
+    "sampled inference ran.",
+    ("model",),
+    "ortel.graph.memcpy_nodes",
+    source="shim",
+)
+# LLM generation (issue 6), recorded by track_generation. Buckets: the OTel gen_ai semconv advice.
+TTFT_BUCKETS = (
+    *(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1),
+    *(0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+TIME_TO_FIRST_TOKEN = _define(
+    "ortel_time_to_first_token_seconds",
+    "histogram",
+    "seconds",
+    "Time from the start of a generation to its first output token (prefill included).",
+    ML,
+    "gen_ai.server.time_to_first_token",
+    TTFT_BUCKETS,
+    source="shim",
+    otel_attributes=GEN_AI_OTEL,
+    otel_constants=GEN_AI_CONSTANTS,
+)
+INTER_TOKEN_LATENCY = _define(
+    "ortel_inter_token_latency_seconds",
+    "histogram",
+    "seconds",
+    "Time between consecutive output tokens of a generation (decode step, TPOT).",
+    ML,
+    "gen_ai.server.time_per_output_token",
+    TPOT_BUCKETS,
+    source="shim",
+    otel_attributes=GEN_AI_OTEL,
+    otel_constants=GEN_AI_CONSTANTS,
+)
+GENERATED_TOKENS = _define(
+    "ortel_generated_tokens_total",
+    "counter",
+    "",
+    "Output tokens produced by tracked generations.",
+    ML,
+    "ortel.gen_ai.tokens.generated",
+    source="shim",
+    otel_unit="{token}",
+)
+PROMPT_TOKENS = _define(
+    "ortel_prompt_tokens_total",
+    "counter",
+    "",
+    "Prompt (input) tokens of tracked generations, where the caller gave the count.",
+    ML,
+    "ortel.gen_ai.tokens.prompt",
+    source="shim",
+    otel_unit="{token}",
+)
 
 # --- kernel and runtime events (issue 10) -------------------------------------------------------
 # (anchor: event metrics go here)
+# Per-process counters share PL with the process collector so that Linux (procfs, perf_event) and
+# Windows (ETW) answer with the same names.
+PROCESS_DISK_IO = _define(
+    "ortel_process_disk_io_bytes_total",
+    "counter",
+    "bytes",
+    "Bytes the process read from or wrote to storage (Linux /proc/<pid>/io read_bytes and "
+    "write_bytes; Windows ETW DiskIO events since the daemon's session started).",
+    PL + ("direction",),
+    "process.disk.io",
+    otel_attributes=(("disk.io.direction", "direction"),),
+)
+DISK_IO = _define(
+    "ortel_disk_io_bytes_total",
+    "counter",
+    "bytes",
+    "Bytes read from or written to each whole disk (Linux /proc/diskstats; Windows ETW DiskIO "
+    "events since the daemon's session started).",
+    ("device", "direction"),
+    "system.disk.io",
+    otel_attributes=(("system.device", "device"), ("disk.io.direction", "direction")),
+)
+DISK_OPERATIONS = _define(
+    "ortel_disk_operations_total",
+    "counter",
+    "",
+    "Completed reads or writes of each whole disk (Linux /proc/diskstats; Windows ETW DiskIO "
+    "events since the daemon's session started).",
+    ("device", "direction"),
+    "system.disk.operations",
+    otel_unit="{operation}",
+    otel_attributes=(("system.device", "device"), ("disk.io.direction", "direction")),
+)
+# Hardware counters. method="counted": Linux perf_event counting (scaled by enabled/running time
+# when the PMU multiplexes, see ortel_process_hw_counter_running_ratio); method="sampled": Windows
+# PMC sampling, samples x sampling interval (an estimate).
+HL = PL + ("method",)
+PROCESS_CYCLES = _define(
+    "ortel_process_cpu_cycles_total",
+    "counter",
+    "",
+    "CPU cycles spent by the process's threads (hardware counter).",
+    HL,
+    "ortel.process.cpu.cycles",
+)
+PROCESS_INSTRUCTIONS = _define(
+    "ortel_process_instructions_total",
+    "counter",
+    "",
+    "Instructions retired by the process's threads (hardware counter).",
+    HL,
+    "ortel.process.cpu.instructions",
+)
+PROCESS_CACHE_REFERENCES = _define(
+    "ortel_process_cache_references_total",
+    "counter",
+    "",
+    "Cache references of the process (hardware counter; usually last-level cache accesses).",
+    HL,
+    "ortel.process.cache.references",
+)
+PROCESS_CACHE_MISSES = _define(
+    "ortel_process_cache_misses_total",
+    "counter",
+    "",
+    "Cache misses of the process (hardware counter; usually last-level cache misses).",
+    HL,
+    "ortel.process.cache.misses",
+)
+PROCESS_LLC_LOADS = _define(
+    "ortel_process_llc_loads_total",
+    "counter",
+    "",
+    "Last-level cache read accesses of the process (hardware cache counter).",
+    HL,
+    "ortel.process.cache.llc.loads",
+)
+PROCESS_LLC_LOAD_MISSES = _define(
+    "ortel_process_llc_load_misses_total",
+    "counter",
+    "",
+    "Last-level cache read misses of the process (hardware cache counter).",
+    HL,
+    "ortel.process.cache.llc.load_misses",
+)
+PROCESS_IPC = _define(
+    "ortel_process_instructions_per_cycle",
+    "gauge",
+    "",
+    "Instructions retired per CPU cycle by the process over the last sampling interval.",
+    HL,
+    "ortel.process.cpu.ipc",
+)
+PROCESS_HW_RUNNING = _define(
+    "ortel_process_hw_counter_running_ratio",
+    "gauge",
+    "ratio",
+    "Share of the time since it was attached that a hardware counter was on the PMU; below 1 "
+    "the totals are scaled up from the time it ran (perf multiplexing).",
+    PL + ("event",),
+    "ortel.process.hw_counter.running",
+)
+ETW_EVENTS = _define(
+    "ortel_etw_events_total",
+    "counter",
+    "",
+    "ETW events the daemon's sessions delivered, by provider (Windows).",
+    ("provider",),
+    "ortel.etw.events",
+)
+ETW_EVENTS_LOST = _define(
+    "ortel_etw_events_lost_total",
+    "counter",
+    "",
+    "ETW events the daemon's sessions dropped because their buffers were full (Windows).",
+    ("session",),
+    "ortel.etw.events.lost",
+)
+
+# --- security and reliability (issue 9) --------------------------------------------------------
+# (anchor: reliability metrics go here)
+LABEL_VALUES_DROPPED = _define(
+    "ortel_label_values_dropped_total",
+    "counter",
+    "",
+    "Distinct label values replaced by __other__ because the label reached its cap of distinct "
+    "values (--label-limits, ORTEL_LABEL_LIMITS), shim and daemon together.",
+    ("label",),
+    "ortel.label.values.dropped",
+    otel_unit="{value}",
+)
+COLLECTOR_LAST_SUCCESS = _define(
+    "ortel_collector_last_success_timestamp_seconds",
+    "gauge",
+    "seconds",
+    "Unix time the collector's latest successful sample finished; absent until one has. A failed "
+    "or hung collector's readings are not served: this tells how old its last good ones are.",
+    ("collector",),
+    "ortel.collector.last_success",
+)
+CONFIG_RELOAD_SUCCESS = _define(
+    "ortel_config_last_reload_success",
+    "gauge",
+    "",
+    "1 if the latest load of the config file (SIGHUP) or web config (on change) succeeded, 0 if "
+    "it failed and the previous settings stay in force.",
+    ("config",),
+    "ortel.config.reload.success",
+)
+
+# --- OTLP export (issue 7) ---------------------------------------------------------------------
+OTLP_DROPPED = _define(
+    "ortel_otlp_dropped_total",
+    "counter",
+    "",
+    "Telemetry this process gave up on exporting over OTLP. signal: spans or metrics; reason: "
+    "queue_full (the span queue was full: inference never waits for the exporter) or "
+    "export_failed (the exporter failed after its retries; for metrics, the data points of that "
+    "export, which the next cumulative export carries again).",
+    ("signal", "reason"),
+    "ortel.otlp.dropped",
+    otel_unit="{item}",
+)
 
 # --- the daemon's own health -------------------------------------------------------------------
 COLLECTOR_DURATION = _define(
@@ -385,6 +1058,7 @@ MULTIPROC_PROCESSES = _define(
     "Instrumented processes whose snapshots the daemon merged, live or compacted.",
     ("state",),
     "ortel.multiproc.processes",
+    otel_unit="{process}",
 )
 MULTIPROC_BAD_FILES = _define(
     "ortel_multiproc_bad_files_total",
@@ -393,6 +1067,7 @@ MULTIPROC_BAD_FILES = _define(
     "Unreadable or malformed snapshot files skipped in the multiprocess directory.",
     (),
     "ortel.multiproc.bad_files",
+    otel_unit="{file}",
 )
 BUILD_INFO = _define(
     "ortel_build_info",
@@ -401,6 +1076,7 @@ BUILD_INFO = _define(
     "Always 1; labels carry the ortel and Python versions.",
     ("version", "python"),
     "ortel.build.info",
+    otel_attributes=(("process.runtime.version", "python"),),
 )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any, TypeVar
 
+from . import tracing
 from .recorder import RECORDER, Recorder, Series
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,6 +25,7 @@ def profiled(
     """Record every call of the decorated function (sync or async) as one inference.
 
     The first call is also reported as the cold start (``ortel_first_inference_seconds``).
+    When OTel tracing is on at decoration time, each call is also a span (see ``tracing``).
     """
     series = recorder.series(model, provider, sla_seconds=sla_seconds, buckets=buckets)
 
@@ -37,6 +39,9 @@ def profiled(
                 cold[0] = False
                 series.set_first_inference(dt * 1e-9)
             ok(dt)
+
+        if tracing.ACTIVE is not None:
+            return tracing.ACTIVE.wrap_function(fn, series, done)  # type: ignore[return-value]
 
         if inspect.iscoroutinefunction(fn):
 
@@ -76,7 +81,7 @@ class track:  # noqa: N801 - used like a function: ``with track(model=...) as t`
     ``async with`` too. The first block per (model, provider) in a process is the cold start.
     """
 
-    __slots__ = ("_series", "_t0", "items")
+    __slots__ = ("_series", "_t0", "items", "_otel")  # _otel: span and context, with tracing on
 
     def __init__(
         self,

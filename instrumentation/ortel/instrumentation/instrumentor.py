@@ -10,10 +10,13 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Collection
 from time import perf_counter_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .recorder import RECORDER, Recorder
 from .session import instrument_session, model_name, uninstrument_session
+
+if TYPE_CHECKING:
+    from .tracing import InferenceSpans
 
 _instruments = ("onnxruntime >= 1.16",)
 
@@ -43,14 +46,21 @@ class OnnxRuntimeInstrumentor:
         model_namer: Callable[[Any], str] = model_name,
         sla_seconds: float | dict[str, float] | None = None,
         recorder: Recorder = RECORDER,
+        spans: InferenceSpans | None = None,
     ) -> None:
         """Patch InferenceSession so new sessions are instrumented (load time included).
 
-        ``sla_seconds`` is one target for every model or a ``{model: seconds}`` map.
+        ``sla_seconds`` is one target for every model or a ``{model: seconds}`` map; ``spans``
+        makes every run a span too (``ortel.instrumentation.otel`` passes it when tracing is on).
         """
         if self._instrumented:
             return
-        self._options = {"namer": model_namer, "sla": sla_seconds, "recorder": recorder}
+        self._options = {
+            "namer": model_namer,
+            "sla": sla_seconds,
+            "recorder": recorder,
+            "spans": spans,
+        }
         self._instrument()
         self._instrumented = True
 
@@ -88,6 +98,11 @@ class OnnxRuntimeInstrumentor:
         if isinstance(sla, dict):
             sla = sla.get(model)
         instrument_session(
-            instance, model, sla_seconds=sla, load_seconds=load, recorder=opts["recorder"]
+            instance,
+            model,
+            sla_seconds=sla,
+            load_seconds=load,
+            recorder=opts["recorder"],
+            spans=opts["spans"],
         )
         self._sessions.add(instance)

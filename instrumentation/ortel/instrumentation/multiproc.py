@@ -58,6 +58,7 @@ class SnapshotWriter:
             "written": time.time(),
             "window_seconds": recorder.window_seconds,
             "series": [s.to_json() for s in recorder.states()],
+            "dropped": recorder.limiter.dropped(),  # label values this process sent to __other__
         }
         path = self.directory / snapshot_name(pid, self._start)
         tmp = self.directory / f".{path.name}.{threading.get_ident()}.tmp"

@@ -18,39 +18,56 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import catalog
+from .cardinality import LabelLimiter
 from .multiproc import ENV as MULTIPROC_ENV
 from .multiproc import SnapshotWriter
 from .sketch import LN_GAMMA, MIN_VALUE
 from .state import (
     DEFAULT_WINDOW_SECONDS,
+    GenerationState,
     SeriesState,
     Slice,
     Stamped,
+    dropped_readings,
     readings,
     slice_key,
 )
 
+if TYPE_CHECKING:
+    from .opstate import OperatorSample
+
 log = logging.getLogger("ortel.instrumentation")
 
-FLUSH_INTERVAL = 1.0
-MAX_LABEL_CHARS = 256  # seconds between background folds (and snapshot writes)
+FLUSH_INTERVAL = 1.0  # seconds between background folds (and snapshot writes)
+MAX_ALIASES = 10_000  # label values remembered as mapping to another series (cut, cleaned, capped)
 _INV_LN_GAMMA = 1.0 / LN_GAMMA
 
 
 class Series:
     """Live state of one (model, provider): hot-path buffers plus the folded totals."""
 
-    __slots__ = ("state", "ok", "items", "errors", "_sla_ns", "_bounds_ns", "_cold", "__weakref__")
+    __slots__ = (
+        *("state", "ok", "items", "errors", "_sla_ns", "_bounds_ns", "_cold", "__weakref__"),
+        "_limiter",
+        *("ttft", "itl", "tokens"),
+    )
 
-    def __init__(self, state: SeriesState) -> None:
+    def __init__(self, state: SeriesState, limiter: LabelLimiter | None = None) -> None:
         self.state = state
+        self._limiter = limiter
         self.ok: list[int] = []  # durations (ns) of successful calls, appended on the hot path
         self.items: list[int] = []  # batch sizes, for calls whose batch is known
         self.errors: list[tuple[int, str]] = []  # (duration ns, exception type): rare, slow path
+        # LLM generations (track_generation): first-token and inter-token times (ns), and
+        # (generated, prompt) token counts per finished generation. Untouched by inference calls.
+        self.ttft: list[int] = []
+        self.itl: list[int] = []
+        self.tokens: list[tuple[int, int]] = []
         self._sla_ns = None if state.sla_seconds is None else int(state.sla_seconds * 1e9)
         # Integer bounds keep searchsorted on int64 (no float conversion): for integer v,
         # v <= b*1e9  <=>  v <= floor(b*1e9).
@@ -95,8 +112,41 @@ class Series:
             st.error.counts = _add_buckets(st.error.counts, arr, self._bounds_ns)
             st.error.sum_ns += int(arr.sum())
             st.error.count += n
+            admit = self._limiter.admit if self._limiter is not None else None
             for _, name in errs:
+                if admit is not None:
+                    name = admit("error_type", name)
                 st.error_types[name] = st.error_types.get(name, 0) + 1
+        if self.ttft or self.itl or self.tokens:
+            _fold_generation(self)
+
+
+def _fold_generation(s: Series) -> None:
+    g = s.state.generation
+    if g is None:
+        g = s.state.generation = GenerationState()
+    for buf, hist, bounds in ((s.ttft, g.ttft, _TTFT_NS), (s.itl, g.itl, _TPOT_NS)):
+        n = len(buf)
+        if n:
+            arr = np.array(buf[:n], dtype=np.int64)
+            del buf[:n]
+            hist.counts = _add_buckets(hist.counts, arr, bounds)
+            hist.sum_ns += int(arr.sum())
+            hist.count += n
+    n = len(s.tokens)
+    if n:
+        toks = s.tokens[:n]
+        del s.tokens[:n]
+        g.generated_tokens += sum(t for t, _ in toks)
+        g.prompt_tokens += sum(p for _, p in toks)
+
+
+def _bounds_ns(bounds: tuple[float, ...]) -> np.ndarray:
+    return np.array([math.floor(b * 1e9 + 1e-6) for b in bounds], dtype=np.int64)
+
+
+_TTFT_NS = _bounds_ns(catalog.TTFT_BUCKETS)
+_TPOT_NS = _bounds_ns(catalog.TPOT_BUCKETS)
 
 
 def _add_buckets(counts: list[int], arr: np.ndarray, bounds_ns: np.ndarray) -> list[int]:
@@ -138,9 +188,15 @@ def _fold_ok(
 class Recorder:
     """All series of this process. One global instance (``RECORDER``); tests may make their own."""
 
-    def __init__(self, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> None:
+    def __init__(
+        self, window_seconds: float = DEFAULT_WINDOW_SECONDS, limiter: LabelLimiter | None = None
+    ) -> None:
         self.window_seconds = window_seconds
+        self.limiter = LabelLimiter.from_env() if limiter is None else limiter
         self._series: dict[tuple[str, str], Series] = {}
+        # Label values as callers passed them -> the series they ended in, when it has other
+        # labels (cut, cleaned or over the cap), so such callers also find it without the lock.
+        self._aliases: dict[tuple[str, str], Series] = {}
         self._lock = threading.RLock()
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
@@ -154,20 +210,34 @@ class Recorder:
         sla_seconds: float | None = None,
         buckets: tuple[float, ...] | None = None,
     ) -> Series:
-        """Get or create the series; the first caller's SLA and buckets win for the process."""
-        # Label values longer than exposition would show are cut here, once, off the hot path.
-        key = (model[:MAX_LABEL_CHARS], provider[:MAX_LABEL_CHARS])
-        s = self._series.get(key)
+        """Get or create the series; the first caller's SLA and buckets win for the process.
+
+        Label values are cleaned (valid UTF-8, cut to what exposition shows) and capped here,
+        once per distinct value, off the hot path: values beyond a label's cap of distinct values
+        share the ``__other__`` series."""
+        raw = (model, provider)
+        s = self._series.get(raw)
+        if s is None:
+            s = self._aliases.get(raw)
         if s is not None:
             return s
+        from .exposition import clean_label  # prometheus_client: only when a series is created
+
         with self._lock:
+            s = self._aliases.get(raw)
+            if s is not None:
+                return s
+            admit = self.limiter.admit
+            key = (admit("model", clean_label(model)), admit("provider", clean_label(provider)))
             s = self._series.get(key)
             if s is None:
                 st = SeriesState(
                     *key, tuple(buckets or catalog.DEFAULT_LATENCY_BUCKETS), sla_seconds
                 )
-                s = self._series[key] = Series(st)
+                s = self._series[key] = Series(st, self.limiter)
                 self._ensure_flusher()
+            if key != raw and len(self._aliases) < MAX_ALIASES:
+                self._aliases[raw] = s
             return s
 
     def fold(self, now: float | None = None) -> None:
@@ -177,6 +247,17 @@ class Recorder:
                 s.fold(now)
                 s.state.prune(now, self.window_seconds)
 
+    def record_operators(self, series: Series, sample: OperatorSample) -> None:
+        """Fold one sampled inference's operator timings (opsampling's thread, not the hot
+        path) into the series' state."""
+        from .opstate import OperatorState
+
+        with self._lock:
+            st = series.state
+            if st.operators is None:
+                st.operators = OperatorState()
+            st.operators.add(sample)
+
     def states(self, now: float | None = None) -> list[SeriesState]:
         """Fold, then return copies of every series' state (safe to keep or serialise)."""
         with self._lock:
@@ -185,15 +266,19 @@ class Recorder:
 
     def readings(self, now: float | None = None):
         now = time.time() if now is None else now
-        return list(readings(self.states(now), now, self.window_seconds))
+        out = list(readings(self.states(now), now, self.window_seconds))
+        out.extend(dropped_readings(self.limiter.dropped()))
+        return out
 
     def reset(self) -> None:
         """Forget everything (used after fork: the parent keeps reporting what it recorded)."""
         self._lock = threading.RLock()
         for s in self._series.values():
             del s.ok[:], s.items[:], s.errors[:]  # in place: wrappers hold bound appends
+            del s.ttft[:], s.itl[:], s.tokens[:]
             st = s.state
             s.state = SeriesState(st.model, st.provider, st.bounds, st.sla_seconds)
+        self.limiter.forget_dropped()  # the parent reports its own; the child starts at 0
         self._flusher = None
         self._stop = threading.Event()
         if self._series or self._on_flush:  # the parent's thread did not survive the fork

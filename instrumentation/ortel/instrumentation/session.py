@@ -12,6 +12,7 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
+from . import opsampling, tracing
 from .recorder import RECORDER, Recorder, Series
 
 _METHODS = ("run", "run_with_ort_values", "run_with_iobinding")
@@ -31,8 +32,15 @@ def instrument_session(
     buckets: tuple[float, ...] | None = None,
     load_seconds: float | None = None,
     recorder: Recorder = RECORDER,
+    spans: tracing.InferenceSpans | None = None,
+    op_sample_seconds: float | None = None,
 ) -> Any:
-    """Instrument ``session`` in place and return it. Instrumenting twice is a no-op."""
+    """Instrument ``session`` in place and return it. Instrumenting twice is a no-op.
+
+    With ``spans`` (default: the active one, when OTel tracing is on) each run also emits a span.
+    ``op_sample_seconds`` (default: ``ORTEL_OP_SAMPLE_SECONDS``, off when unset) profiles one
+    inference's operators every that many seconds (see ``opsampling``).
+    """
     if "_ortel_series" in vars(session):
         return session
     providers = session.get_providers()
@@ -45,14 +53,20 @@ def instrument_session(
     if load_seconds is not None:
         series.set_load(load_seconds)
     originals = {m: getattr(session, m) for m in _METHODS if hasattr(session, m)}
+    spans = tracing.ACTIVE if spans is None else spans
     warm = {
         "run": _warm_run,
         "run_with_ort_values": _warm_ort_values,
         "run_with_iobinding": _warm_generic,
     }
+    if spans is not None:
+        warm = spans.session_wrappers()
     inputs = session.get_inputs()
     first = inputs[0].name if inputs else ""
     steady = {m: warm[m](fn, series, first) for m, fn in originals.items()}
+    sampler = opsampling.attach(session, series, recorder, op_sample_seconds)
+    if sampler is not None:  # only then: with sampling off the hot path is exactly as above
+        steady = sampler.wrap(steady)
 
     def go_warm() -> None:
         for m, fn in steady.items():
@@ -71,6 +85,9 @@ def uninstrument_session(session: Any) -> None:
         return
     for m in _METHODS:
         d.pop(m, None)
+    sampler = d.pop("_ortel_op_sampler", None)
+    if sampler is not None:
+        sampler.close()
 
 
 def _cold(

@@ -10,10 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import catalog as c
 from .readings import HistogramValue, Reading, SummaryValue
 from .sketch import LogSketch
+
+if TYPE_CHECKING:
+    from .opstate import OperatorState
 
 SLICE_SECONDS = 5.0  # the sliding window is made of slices this long, keyed by wall-clock index
 DEFAULT_WINDOW_SECONDS = 60.0
@@ -166,6 +170,45 @@ class Stamped:
 
 
 @dataclass
+class GenerationState:
+    """LLM generations tracked for one (model, provider): time to first token, inter-token
+    latency, token counts. Optional in a SeriesState (and in snapshots) so older snapshots and
+    older daemons keep working."""
+
+    ttft: Hist = None  # type: ignore[assignment]  # set in __post_init__
+    itl: Hist = None  # type: ignore[assignment]
+    generated_tokens: int = 0
+    prompt_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        self.ttft = self.ttft or Hist.empty(c.TTFT_BUCKETS)
+        self.itl = self.itl or Hist.empty(c.TPOT_BUCKETS)
+
+    def merge(self, o: GenerationState) -> None:
+        self.ttft.merge(o.ttft)
+        self.itl.merge(o.itl)
+        self.generated_tokens += o.generated_tokens
+        self.prompt_tokens += o.prompt_tokens
+
+    def to_json(self) -> dict:
+        return {
+            "ttft": self.ttft.to_json(),
+            "itl": self.itl.to_json(),
+            "generated_tokens": self.generated_tokens,
+            "prompt_tokens": self.prompt_tokens,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> GenerationState:
+        return cls(
+            Hist.from_json(d["ttft"], len(c.TTFT_BUCKETS) + 1),
+            Hist.from_json(d["itl"], len(c.TPOT_BUCKETS) + 1),
+            _int(d["generated_tokens"], "generated_tokens"),
+            _int(d["prompt_tokens"], "prompt_tokens"),
+        )
+
+
+@dataclass
 class SeriesState:
     """Everything recorded for one (model, provider)."""
 
@@ -181,10 +224,19 @@ class SeriesState:
     load: Stamped | None = None
     first_inference: Stamped | None = None
     slices: dict[int, Slice] = field(default_factory=dict)
+    generation: GenerationState | None = None  # only once a generation was tracked
+    operators: OperatorState | None = None  # only once an inference was sampled (opsampling)
 
     def __post_init__(self) -> None:
         self.ok = self.ok or Hist.empty(self.bounds)
         self.error = self.error or Hist.empty(self.bounds)
+
+    @property
+    def has_inferences(self) -> bool:
+        """Whether any inference API touched the series (a generation-only one has not)."""
+        return bool(
+            self.ok.count or self.error.count or self.items or self.load or self.first_inference
+        )
 
     @property
     def key(self) -> tuple[str, str]:
@@ -212,6 +264,15 @@ class SeriesState:
                 self.slices[k].merge(s)
             else:
                 self.slices[k] = Slice.from_json(s.to_json())  # a copy: never alias another's
+        if o.generation is not None:
+            if self.generation is None:
+                self.generation = GenerationState()
+            self.generation.merge(o.generation)
+        if o.operators is not None:
+            if self.operators is None:
+                self.operators = o.operators.copy()
+            else:
+                self.operators.merge(o.operators)
 
     def copy(self) -> SeriesState:
         return SeriesState.from_json(self.to_json())
@@ -220,7 +281,7 @@ class SeriesState:
         def st(s: Stamped | None) -> list[float] | None:
             return None if s is None else [s.value, s.at]
 
-        return {
+        doc = {
             "model": self.model,
             "provider": self.provider,
             "bounds": list(self.bounds),
@@ -234,6 +295,11 @@ class SeriesState:
             "first_inference": st(self.first_inference),
             "slices": {str(k): s.to_json() for k, s in self.slices.items()},
         }
+        if self.generation is not None:  # absent otherwise: snapshots stay as they were
+            doc["generation"] = self.generation.to_json()
+        if self.operators is not None:  # likewise
+            doc["operators"] = self.operators.to_json()
+        return doc
 
     @classmethod
     def from_json(cls, d: dict) -> SeriesState:
@@ -250,11 +316,20 @@ class SeriesState:
                 raise ValueError("stamped value must be [value, at]")
             return Stamped(_num(v[0], "value"), _num(v[1], "timestamp"))
 
-        errs, slices = d["error_types"], d["slices"]
+        errs, slices, gen = d["error_types"], d["slices"], d.get("generation")
+        if gen is not None and not isinstance(gen, dict):
+            raise ValueError("generation must be an object")
         if not isinstance(errs, dict):
             raise ValueError("error_types must map names to counts")
         if not isinstance(slices, dict):
             raise ValueError("slices must map slice keys to slices")
+        ops = d.get("operators")
+        if ops is not None:
+            from .opstate import OperatorState  # state.py stays importable on its own
+
+            if not isinstance(ops, dict):
+                raise ValueError("operators must be an object")
+            ops = OperatorState.from_json(ops)
         return cls(
             model=model,
             provider=provider,
@@ -268,6 +343,8 @@ class SeriesState:
             load=st(d["load"]),
             first_inference=st(d["first_inference"]),
             slices={int(k): Slice.from_json(v) for k, v in slices.items()},
+            generation=None if gen is None else GenerationState.from_json(gen),
+            operators=ops,
         )
 
 
@@ -300,6 +377,14 @@ def readings(
     for s in series:
         per_model.setdefault(s.model, []).append(s)
         ml = (s.model, s.provider)
+        if s.generation is not None:
+            g = s.generation
+            yield Reading(c.TIME_TO_FIRST_TOKEN, ml, g.ttft.value(c.TTFT_BUCKETS))
+            yield Reading(c.INTER_TOKEN_LATENCY, ml, g.itl.value(c.TPOT_BUCKETS))
+            yield Reading(c.GENERATED_TOKENS, ml, float(g.generated_tokens))
+            yield Reading(c.PROMPT_TOKENS, ml, float(g.prompt_tokens))
+            if not s.has_inferences:  # generation-only: no all-zero inference series
+                continue
         for status, h in (("ok", s.ok), ("error", s.error)):
             if h.count or status == "ok":
                 yield Reading(c.INFERENCE_DURATION, ml + (status,), h.value(s.bounds))
@@ -339,3 +424,14 @@ def readings(
             viol += w.violations
         if total:
             yield Reading(c.SLA_COMPLIANCE, (model,), 1.0 - viol / total)
+    sampled = {m: [s.operators for s in g if s.operators] for m, g in per_model.items()}
+    if any(sampled.values()):
+        from .opstate import readings as operator_readings
+
+        yield from operator_readings({m: ops for m, ops in sampled.items() if ops})
+
+
+def dropped_readings(dropped: dict[str, int]) -> Iterator[Reading]:
+    """``ortel_label_values_dropped_total`` per capped label (0 included, so rate() works)."""
+    for label, n in sorted(dropped.items()):
+        yield Reading(c.LABEL_VALUES_DROPPED, (label,), float(n))

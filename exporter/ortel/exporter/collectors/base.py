@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ortel.instrumentation.cardinality import DEFAULT_LIMITS
 from ortel.instrumentation.readings import Reading
 
 
@@ -26,6 +27,13 @@ class CollectorOptions:
     per_core: bool = False
     interval: float = 1.0
     window_seconds: float = 60.0
+    # Per-logical-CPU power profile of the estimate collector (defaults: estimate.DEFAULT_*).
+    cpu_idle_watts: float = 0.74
+    cpu_max_watts: float = 3.5
+    # Caps on distinct label values (cardinality.DEFAULT_LIMITS unless --label-limits says).
+    label_limits: tuple[tuple[str, int], ...] = tuple(DEFAULT_LIMITS.items())
+    # Windows: the TraceEvent assembly for the etw collector (--etw-traceevent).
+    etw_traceevent: Path | None = None
 
 
 class Collector:
@@ -33,6 +41,9 @@ class Collector:
 
     def collect(self) -> Iterator[Reading]:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the collector holds (a child process, a library); called at shutdown."""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ortel.instrumentation import catalog as c
+from ortel.instrumentation.cardinality import DEFAULT_LIMITS, LabelLimiter
 from ortel.instrumentation.readings import Reading
-from ortel.instrumentation.state import readings
+from ortel.instrumentation.state import dropped_readings, readings
 
 from ..multiproc import MultiprocReader
 from .base import Collector, CollectorSpec, NoDataError
@@ -18,13 +19,18 @@ class InferenceCollector(Collector):
     name = "inference"
 
     def __init__(
-        self, multiproc_dir: Path | None, procfs: Path = Path("/proc"), window_seconds: float = 60.0
+        self,
+        multiproc_dir: Path | None,
+        procfs: Path = Path("/proc"),
+        window_seconds: float = 60.0,
+        label_limits: dict[str, int] | None = None,
     ) -> None:
         self.window_seconds = window_seconds
+        limiter = LabelLimiter(DEFAULT_LIMITS if label_limits is None else label_limits)
         self._reader = (
             None
             if multiproc_dir is None
-            else MultiprocReader(multiproc_dir, procfs, window_seconds)
+            else MultiprocReader(multiproc_dir, procfs, window_seconds, limiter)
         )
 
     def collect(self) -> Iterator[Reading]:
@@ -38,12 +44,13 @@ class InferenceCollector(Collector):
         out.append(Reading(c.MULTIPROC_PROCESSES, ("live",), float(result.live)))
         out.append(Reading(c.MULTIPROC_PROCESSES, ("exited",), float(result.archived)))
         out.append(Reading(c.MULTIPROC_BAD_FILES, (), float(self._reader.bad_files_total)))
+        out.extend(dropped_readings(result.dropped))
         yield from out
 
 
 SPEC = CollectorSpec(
     "inference",
     True,
-    lambda o: InferenceCollector(o.multiproc_dir, o.procfs, o.window_seconds),
+    lambda o: InferenceCollector(o.multiproc_dir, o.procfs, o.window_seconds, dict(o.label_limits)),
     "inference metrics merged from instrumented processes' snapshots (--multiproc-dir)",
 )

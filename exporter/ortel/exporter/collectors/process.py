@@ -1,7 +1,10 @@
-"""The daemon's own process and every instrumented process: RSS, CPU, threads, switches, faults.
+"""The daemon's own process and every instrumented process: RSS, CPU, threads, switches, faults,
+storage I/O.
 
-Reads ``<procfs>/<pid>/{stat,statm,status}`` directly, the way client_python's process collector
+Reads ``<procfs>/<pid>/{stat,statm,status,io}`` directly, the way client_python's process collector
 does. A pid from the multiprocess directory whose process has exited is skipped, not an error.
+``io`` is only readable for processes the daemon may ptrace (same user, or CAP_SYS_PTRACE): where it
+is not, that process's I/O series are left out (unknown), never reported as 0.
 """
 
 from __future__ import annotations
@@ -61,6 +64,16 @@ def parse_status(text: str) -> dict[str, str]:
     return out
 
 
+def parse_io(text: str) -> dict[str, int]:
+    """``/proc/<pid>/io``: ``name: value`` lines (rchar, wchar, syscr, syscw, read_bytes, ...)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = int(value)
+    return out
+
+
 def _own_pid(procfs: Path) -> int:
     # <procfs>/self names this process as that procfs sees it, which differs from os.getpid()
     # when the daemon runs in a container with the host's /proc mounted as its procfs.
@@ -109,7 +122,26 @@ class ProcessCollector(Collector):
         ):
             if key in status:  # absent before Linux 2.6.23
                 out.append(reading(catalog.PROCESS_CTX, int(status[key]), type=kind, **pl))
+        out += self._io(d, pl)
         return out
+
+    def _io(self, d: Path, pl: dict[str, str]) -> list[Reading]:
+        """Storage bytes from ``<pid>/io``; empty where the kernel or permissions hide them."""
+        try:
+            io = parse_io((d / "io").read_text())
+        except PermissionError:
+            return []  # another user's process: unknown, not 0
+        except FileNotFoundError:
+            if not d.is_dir():
+                raise  # the process is gone
+            return []  # kernel without CONFIG_TASK_IO_ACCOUNTING
+        # read_bytes/write_bytes count what reached the storage layer, which is what ETW's DiskIO
+        # events count on Windows; rchar/wchar would include page-cache hits and pipes.
+        return [
+            reading(catalog.PROCESS_DISK_IO, io[key], direction=direction, **pl)
+            for key, direction in (("read_bytes", "read"), ("write_bytes", "write"))
+            if key in io
+        ]
 
     def collect(self) -> Iterator[Reading]:
         if not (self.procfs / "stat").is_file():
@@ -130,6 +162,6 @@ SPEC = CollectorSpec(
     name="process",
     enabled_by_default=True,
     factory=lambda o: ProcessCollector(o.procfs, pids=lambda: instrumented_pids(o.multiproc_dir)),
-    help="RSS, CPU time, threads, context switches and page faults of the daemon and of every "
-    "instrumented process in the multiprocess directory (/proc/<pid>).",
+    help="RSS, CPU time, threads, context switches, page faults and storage I/O bytes of the "
+    "daemon and of every instrumented process in the multiprocess directory (/proc/<pid>).",
 )

@@ -5,8 +5,38 @@ The CLI's --collectors / --disable-collectors choices and the docs are generated
 
 from __future__ import annotations
 
-from . import cpu, inference, memory, process
+from . import (
+    cpu,
+    disk,
+    estimate,
+    etw,
+    hwmon,
+    inference,
+    memory,
+    nvml,
+    perf,
+    powermetrics,
+    process,
+    rapl,
+    thermal,
+)
 from .base import CollectorSpec
 
-SPECS: tuple[CollectorSpec, ...] = (cpu.SPEC, memory.SPEC, process.SPEC, inference.SPEC)
+SPECS: tuple[CollectorSpec, ...] = (
+    cpu.SPEC,
+    memory.SPEC,
+    process.SPEC,
+    inference.SPEC,
+    # power, energy, thermal, GPU (issue 3)
+    rapl.SPEC,
+    hwmon.SPEC,
+    thermal.SPEC,
+    nvml.SPEC,
+    powermetrics.SPEC,
+    estimate.SPEC,
+    # kernel and runtime events (issue 10)
+    disk.SPEC,
+    perf.SPEC,
+    etw.SPEC,
+)
 BY_NAME: dict[str, CollectorSpec] = {s.name: s for s in SPECS}

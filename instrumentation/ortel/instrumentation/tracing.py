@@ -1,0 +1,463 @@
+"""Spans per inference, for processes where OpenTelemetry tracing is configured.
+
+Nothing here runs unless tracing is on: ``enable(InferenceSpans(...))`` (done by the OTel
+instrumentor and ``start_otlp``) makes sessions and ``@profiled`` functions instrumented from then
+on get span-emitting wrappers instead of the plain ones, and swaps ``track``'s methods. Without
+it the hot path is exactly the plain recorder's.
+
+Which calls get a span follows the tracer provider's sampler: a call inside a span is that span's
+child (sampled when the parent is, with the default parent-based sampler). A call with no span
+around it would start a trace of its own; those root spans are rate limited
+(``root_spans_per_second``, default 100/s with a burst of as many, like ddtrace's trace rate
+limit): a 10 µs inference loop would otherwise make 100,000 one-span traces a second, each
+costing more than the inference. ``inf`` hands every call to the sampler, ``0`` makes no root
+spans.
+
+Span: ``onnxruntime.run`` (every run method; ``ortel.run_method`` tells which), the decorated
+function's qualified name, or ``ortel.track``; kind INTERNAL; attributes ``ortel.model``,
+``ortel.provider``, ``ortel.batch_size`` where known; on an exception the status is ERROR with
+``error.type`` and the exception recorded. The metrics' latency is timed around the call only,
+not the span's own start. A generation tracked with ``track_generation`` adds an
+``ortel.first_token`` event to the current span at its first token.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import os
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any
+
+DEFAULT_ROOT_SPANS_PER_SECOND = 100.0
+ROOT_SPANS_ENV = "ORTEL_OTEL_ROOT_SPANS_PER_SECOND"
+RUN_SPAN = "onnxruntime.run"
+TRACK_SPAN = "ortel.track"
+FIRST_TOKEN_EVENT = "ortel.first_token"
+
+ACTIVE: InferenceSpans | None = None  # read when a session or function is instrumented
+
+
+def root_rate_from_env(default: float = DEFAULT_ROOT_SPANS_PER_SECOND) -> float:
+    raw = os.environ.get(ROOT_SPANS_ENV)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        rate = float(raw)
+    except ValueError:
+        raise ValueError(f"{ROOT_SPANS_ENV}={raw!r} is not a number") from None
+    if not rate >= 0:
+        raise ValueError(f"{ROOT_SPANS_ENV}={raw!r} must be >= 0 (inf: no limit)")
+    return rate
+
+
+def tracing_configured(tracer_provider: Any) -> bool:
+    """True for a real provider (the SDK's), False for the API's no-op and unset proxy."""
+    from opentelemetry import trace
+
+    return not isinstance(tracer_provider, trace.NoOpTracerProvider | trace.ProxyTracerProvider)
+
+
+def _drops_unsampled_children(tracer_provider: Any) -> bool:
+    # With the default parent-based sampler a child of an unsampled parent is never sampled: skip
+    # asking (a non-recording span still costs ~3 µs). Any other sampler is asked every time.
+    sampler = getattr(tracer_provider, "sampler", None)
+    if sampler is None:
+        return False
+    desc = sampler.get_description()
+    return desc.startswith("ParentBased{") and all(
+        f"{k}ParentNotSampled:AlwaysOffSampler" in desc for k in ("remote", "local")
+    )
+
+
+def _span_lookup() -> tuple[Callable[[], Any], str]:
+    """``(current_context, key)`` with ``current_context().get(key)`` the current span or None.
+
+    The API's ``get_current_span()`` costs ~200 ns a call; reading the runtime context's
+    ContextVar directly costs ~30. Both the key (unique per process) and the ContextVar are
+    found and checked here through the public API; any surprise falls back to it."""
+    from opentelemetry import context, trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext
+
+    probe = NonRecordingSpan(SpanContext(1, 1, False))
+    ctx = trace.set_span_in_context(probe, context.Context())
+    key = next(k for k, v in ctx.items() if v is probe)
+    getter: Callable[[], Any] = context.get_current
+    try:
+        fast = context._RUNTIME_CONTEXT._current_context.get  # noqa: SLF001 - checked below
+        token = context.attach(ctx)
+        try:
+            if fast() is ctx and fast().get(key) is probe:
+                getter = fast
+        finally:
+            context.detach(token)
+    except Exception:  # another runtime context (OTEL_PYTHON_CONTEXT): the public way
+        pass
+    return getter, key
+
+
+class InferenceSpans:
+    """The tracer, the root-span limiter and the span-emitting wrappers built from them."""
+
+    def __init__(
+        self, tracer_provider: Any = None, *, root_spans_per_second: float | None = None
+    ) -> None:
+        from opentelemetry import context, trace
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        from .otlp import ortel_version
+
+        if tracer_provider is None:
+            tracer_provider = trace.get_tracer_provider()
+        self.tracer_provider = tracer_provider
+        self.tracer = trace.get_tracer("ortel", ortel_version(), tracer_provider)
+        rate = root_rate_from_env() if root_spans_per_second is None else root_spans_per_second
+        if not rate >= 0:
+            raise ValueError("root_spans_per_second must be >= 0")
+        self.root_spans_per_second = rate
+        # Root spans pass a GCRA limiter: ``rate`` a second with a burst of ``rate``. ``_tat[0]``
+        # is the earliest perf_counter_ns at which the next root span is allowed.
+        if rate == 0:
+            self._interval = self._burst = 0
+            self._tat = [1 << 62]  # never reached: no root spans
+        elif math.isinf(rate):
+            self._interval = self._burst = 0
+            self._tat = [0]
+        else:
+            self._interval = int(1e9 / rate)
+            self._burst = int(max(rate - 1, 0) * self._interval)
+            self._tat = [0]
+        self.skip_unsampled = _drops_unsampled_children(tracer_provider)
+        self._current, self._span_key = _span_lookup()
+        self._kind = SpanKind.INTERNAL
+        self._error = functools.partial(Status, StatusCode.ERROR)
+        self._in_context = trace.set_span_in_context
+        self._attach, self._detach = context.attach, context.detach
+
+    def _root_admitted(self, now: int) -> bool:
+        tat = self._tat
+        t = tat[0]
+        if now < t:
+            return False
+        tat[0] = max(t, now - self._burst) + self._interval
+        return True
+
+    def admits(self, parent: Any, now: int) -> bool:
+        """Given the current span (or None), should a call starting at ``now`` get a span?
+        A child follows its parent's sampling decision; a root passes the rate limiter."""
+        if parent is not None:
+            sc = parent.get_span_context()
+            if sc.is_valid:
+                return sc.trace_flags.sampled or not self.skip_unsampled
+        return self._root_admitted(now)
+
+    def want(self, now: int) -> bool:
+        return self.admits(self._current().get(self._span_key), now)
+
+    def _fail(self, span: Any, exc: BaseException) -> None:
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.record_exception(exc)
+        span.set_status(self._error(f"{type(exc).__name__}: {exc}"))
+
+    # -- sessions ----------------------------------------------------------------------------
+    def session_wrappers(self) -> dict[str, Callable[..., Callable[..., Any]]]:
+        """Factories ``(original, series, first_input) -> wrapper``, like session.py's.
+
+        When no span is current and the root limiter says no (the common case for a tight
+        loop), a call costs the plain wrapper's work plus one ContextVar read and a compare."""
+        return {
+            "run": self._wrap_run,
+            "run_with_ort_values": functools.partial(
+                self._wrap_generic, batch=_ort_values_batch, method="run_with_ort_values"
+            ),
+            "run_with_iobinding": functools.partial(
+                self._wrap_generic, batch=None, method="run_with_iobinding"
+            ),
+        }
+
+    def _span_call(
+        self,
+        attrs: dict[str, Any],
+        series: Any,
+        call: Callable[[], Any],
+        batch: Callable[[], int] | None,
+    ) -> Any:
+        span = self.tracer.start_span(RUN_SPAN, kind=self._kind, attributes=attrs)
+        clock = perf_counter_ns
+        t0 = clock()  # the metric times the call, not the span's start
+        try:
+            out = call()
+        except Exception as exc:
+            series.error(clock() - t0, exc)
+            self._fail(span, exc)
+            span.end()
+            raise
+        series.ok.append(clock() - t0)
+        if batch is not None:
+            try:
+                n = batch()
+                series.items.append(n)
+                span.set_attribute("ortel.batch_size", n)
+            except (KeyError, IndexError, TypeError, AttributeError):
+                pass
+        span.end()
+        return out
+
+    def _attrs(self, series: Any, method: str) -> dict[str, Any]:
+        st = series.state
+        return {"ortel.model": st.model, "ortel.provider": st.provider, "ortel.run_method": method}
+
+    def _wrap_run(self, orig: Callable[..., Any], series: Any, first: str) -> Callable[..., Any]:
+        ok, items, clock = series.ok.append, series.items.append, perf_counter_ns
+        current, key, admits = self._current, self._span_key, self.admits
+        tat, burst, interval = self._tat, self._burst, self._interval
+        span_call, attrs = self._span_call, self._attrs(series, "run")
+
+        def run(output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+            t0 = clock()
+            parent = current().get(key)
+            if parent is None:  # the root limiter, inlined: this is the hot case
+                go = t0 >= tat[0]
+                if go:
+                    tat[0] = max(tat[0], t0 - burst) + interval
+            else:
+                go = admits(parent, t0)
+            if go:
+                return span_call(
+                    attrs,
+                    series,
+                    lambda: orig(output_names, input_feed, run_options),
+                    lambda: len(input_feed[first]),
+                )
+            try:
+                out = orig(output_names, input_feed, run_options)
+            except Exception as exc:
+                series.error(clock() - t0, exc)
+                raise
+            ok(clock() - t0)
+            try:  # batch = leading dim of the model's first input; outside the timed span
+                items(len(input_feed[first]))
+            except (KeyError, TypeError):
+                pass
+            return out
+
+        return run
+
+    def _wrap_generic(
+        self,
+        orig: Callable[..., Any],
+        series: Any,
+        first: str,
+        *,
+        batch: Callable[[tuple, dict, str], int] | None,
+        method: str,
+    ) -> Callable[..., Any]:
+        ok, items, clock = series.ok.append, series.items.append, perf_counter_ns
+        current, key, admits, span_call = (
+            self._current,
+            self._span_key,
+            self.admits,
+            self._span_call,
+        )
+        attrs = self._attrs(series, method)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t0 = clock()
+            if admits(current().get(key), t0):
+                return span_call(
+                    attrs,
+                    series,
+                    lambda: orig(*args, **kwargs),
+                    None if batch is None else lambda: batch(args, kwargs, first),
+                )
+            try:
+                out = orig(*args, **kwargs)
+            except Exception as exc:
+                series.error(clock() - t0, exc)
+                raise
+            ok(clock() - t0)
+            if batch is not None:
+                try:
+                    items(batch(args, kwargs, first))
+                except (KeyError, IndexError, TypeError, AttributeError):
+                    pass
+            return out
+
+        return call
+
+    # -- @profiled -----------------------------------------------------------------------------
+    def wrap_function(
+        self, fn: Callable[..., Any], series: Any, done: Callable[[int], None]
+    ) -> Callable[..., Any]:
+        """A traced ``@profiled`` wrapper; ``done(t0)`` is the decorator's success bookkeeping.
+        The span is current while ``fn`` runs, so spans ``fn`` makes are its children."""
+        clock, want, start_span, kind, fail = (
+            perf_counter_ns,
+            self.want,
+            self.tracer.start_span,
+            self._kind,
+            self._fail,
+        )
+        attach, detach, in_context = self._attach, self._detach, self._in_context
+        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "inference")
+        attrs = {"ortel.model": series.state.model, "ortel.provider": series.state.provider}
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                span = start_span(name, kind=kind, attributes=attrs) if want(clock()) else None
+                token = attach(in_context(span)) if span is not None else None
+                t0 = clock()
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception as exc:
+                    series.error(clock() - t0, exc)
+                    if span is not None:
+                        fail(span, exc)
+                    raise
+                else:
+                    done(t0)
+                finally:
+                    if span is not None:
+                        detach(token)
+                        span.end()
+                return result
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = clock()
+            if not want(t0):
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:
+                    series.error(clock() - t0, exc)
+                    raise
+                done(t0)
+                return result
+            span = start_span(name, kind=kind, attributes=attrs)
+            token = attach(in_context(span))
+            t0 = clock()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                series.error(clock() - t0, exc)
+                fail(span, exc)
+                raise
+            else:
+                done(t0)
+            finally:
+                detach(token)
+                span.end()
+            return result
+
+        return wrapper
+
+    # -- track ---------------------------------------------------------------------------------
+    def track_methods(
+        self, plain_exit: Callable[..., None]
+    ) -> tuple[Callable[..., Any], Callable[..., None]]:
+        """``(__enter__, __exit__)`` for ``track``: a span current for the block."""
+        clock, want, start_span, kind, fail = (
+            perf_counter_ns,
+            self.want,
+            self.tracer.start_span,
+            self._kind,
+            self._fail,
+        )
+        attach, detach, in_context = self._attach, self._detach, self._in_context
+
+        def __enter__(self_: Any) -> Any:
+            self_._otel = None
+            if want(clock()):
+                st = self_._series.state
+                attrs = {"ortel.model": st.model, "ortel.provider": st.provider}
+                span = start_span(TRACK_SPAN, kind=kind, attributes=attrs)
+                self_._otel = (span, attach(in_context(span)))
+            self_._t0 = clock()
+            return self_
+
+        def __exit__(self_: Any, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+            plain_exit(self_, exc_type, exc, tb)
+            otel = getattr(self_, "_otel", None)  # None too if entered before enable()
+            if otel is None:
+                return
+            span, token = otel
+            self_._otel = None
+            detach(token)
+            if exc is not None:
+                fail(span, exc)
+            elif self_.items is not None:
+                span.set_attribute("ortel.batch_size", int(self_.items))
+            span.end()
+
+        return __enter__, __exit__
+
+    # -- generation ----------------------------------------------------------------------------
+    def first_token_method(self, plain_token: Callable[..., None]) -> Callable[..., None]:
+        """``track_generation.token`` that adds ``ortel.first_token`` to the current span."""
+        from opentelemetry import trace
+
+        get_span = trace.get_current_span
+
+        def token(self_: Any, count: int = 1) -> None:
+            first = not self_._last
+            plain_token(self_, count)
+            if first:
+                span = get_span()
+                if span.is_recording():
+                    st = self_._series.state
+                    span.add_event(
+                        FIRST_TOKEN_EVENT,
+                        {
+                            "ortel.model": st.model,
+                            "ortel.time_to_first_token": (self_._last - self_._t0) * 1e-9,
+                        },
+                    )
+
+        return token
+
+
+def _ort_values_batch(args: tuple, kwargs: dict, first: str) -> int:
+    feed = args[1] if len(args) > 1 else kwargs["input_dict_ort_values"]
+    return feed[first].shape()[0]
+
+
+# -- switching it on and off -----------------------------------------------------------------
+_PLAIN: dict[str, Any] = {}
+
+
+def enable(spans: InferenceSpans) -> None:
+    """Sessions and ``@profiled`` functions instrumented from now on, and every ``track`` and
+    ``track_generation`` block, emit spans through ``spans``."""
+    global ACTIVE
+    from .decorator import track
+
+    disable()
+    ACTIVE = spans
+    _PLAIN["track"] = (track.__enter__, track.__exit__)
+    track.__enter__, track.__exit__ = spans.track_methods(track.__exit__)
+    try:
+        from .generation import track_generation
+    except ImportError:  # generation tracking not present in this build
+        return
+    _PLAIN["generation"] = track_generation.token
+    track_generation.token = spans.first_token_method(track_generation.token)
+
+
+def disable() -> None:
+    """Back to plain wrappers for what is instrumented from now on (and plain ``track``)."""
+    global ACTIVE
+    ACTIVE = None
+    if "track" in _PLAIN:
+        from .decorator import track
+
+        track.__enter__, track.__exit__ = _PLAIN.pop("track")
+    if "generation" in _PLAIN:
+        from .generation import track_generation
+
+        track_generation.token = _PLAIN.pop("generation")

@@ -1,0 +1,56 @@
+"""Peak RSS per configuration (VmHWM, reset through clear_refs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ortel.profiling.memory import PeakRss
+
+STATUS = """Name:\tpython3
+VmPeak:\t 1000000 kB
+VmHWM:\t  204800 kB
+VmRSS:\t  102400 kB
+Threads:\t4
+"""
+
+
+def fake_proc(tmp_path: Path, writable: bool = True) -> Path:
+    d = tmp_path / "proc" / "self"
+    d.mkdir(parents=True)
+    (d / "status").write_text(STATUS)
+    if writable:
+        (d / "clear_refs").write_text("")
+    return tmp_path / "proc"
+
+
+def test_reads_vmhwm_and_vmrss(tmp_path: Path):
+    m = PeakRss(fake_proc(tmp_path))
+    assert m.reset()
+    assert (tmp_path / "proc" / "self" / "clear_refs").read_text() == "5"
+    p = m.peak()
+    assert p.bytes == 204800 * 1024 and p.since_reset
+    assert m.current() == 102400 * 1024
+
+
+def test_a_refused_reset_is_the_peak_since_start(tmp_path: Path):
+    root = fake_proc(tmp_path, writable=False)
+    (root / "self" / "clear_refs").mkdir()  # writing to a directory fails like EACCES would
+    m = PeakRss(root)
+    assert not m.reset()
+    assert not m.peak().since_reset
+
+
+def test_no_procfs_falls_back_to_getrusage(tmp_path: Path):
+    p = PeakRss(tmp_path / "nothing").peak()
+    assert p.bytes is not None and p.bytes > 0 and not p.since_reset
+
+
+def test_real_reset_lowers_the_peak_after_a_big_allocation():
+    m = PeakRss()
+    big = bytearray(64 * 1024 * 1024)
+    big[::4096] = b"\1" * len(big[::4096])
+    high = m.peak().bytes
+    del big
+    if not m.reset():  # a sandbox without clear_refs: nothing more to check
+        return
+    assert m.peak().bytes < high - 32 * 1024 * 1024
