@@ -42,7 +42,9 @@ def session(model: bytes, threads: int) -> Any:
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
-def block(sess: Any, feeds: dict[str, np.ndarray], seconds: float, sampler: Any) -> tuple[int, float]:
+def block(
+    sess: Any, feeds: dict[str, np.ndarray], seconds: float, sampler: Any
+) -> tuple[int, float]:
     n = 0
     t0 = time.perf_counter()
     end = t0 + seconds
@@ -90,13 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     thr = {k: n / t for k, (n, t) in totals.items()}
     ratio = thr["on"] / thr["off"]
     q1, med, q3 = statistics.quantiles(ratios, n=4)
-    print(f"model cnn (ortel.instrumentation.models), onnxruntime {ort.__version__}, "
-          f"interval {args.interval:g} s, {rounds} rounds of {args.block:g} s per variant")  # fmt: skip
+    print(
+        f"model cnn (ortel.instrumentation.models), onnxruntime {ort.__version__}, interval "
+        f"{args.interval:g} s, {rounds} rounds of {args.block:g} s per variant"
+    )
     print(f"{'variant':<8} {'inferences':>10} {'seconds':>8} {'per second':>11}")
     for k in ("off", "on"):
         n, t = totals[k]
         print(f"{k:<8} {n:>10} {t:>8.2f} {thr[k]:>11.1f}")
-    print(f"samples taken: {sampler.samples} (errors {sampler.errors})")
+    per_sample = sampler.cpu_seconds / max(sampler.samples, 1)
+    print(
+        f"samples taken: {sampler.samples} (errors {sampler.errors}); sampler thread CPU "
+        f"{per_sample * 1e3:.1f} ms per sample = {100 * per_sample / args.interval:.2f}% of one "
+        f"core at this interval"
+    )
     print(f"throughput ratio on/off: {ratio:.4f} (per-round median {med:.4f}, "
           f"IQR [{q1:.4f}, {q3:.4f}])")  # fmt: skip
     ok = ratio >= TARGET

@@ -135,18 +135,31 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def growth(samples: list[tuple[float, int]], warmup: float, window: float = 3.0) -> dict:
-    """RSS at the end of warm-up vs at the end (medians over ``window`` seconds each)."""
-    after = [r for t, r in samples if warmup <= t < warmup + window]
-    end_t = samples[-1][0] if samples else 0.0
-    last = [r for t, r in samples if t > end_t - window]
-    if not after or not last:
+    """RSS growth after warm-up. ``growth_ratio`` is the least-squares trend over every sample
+    after warm-up (end of the fitted line over its start, minus 1): RSS swings by a few MiB with
+    how full the shim's buffers are at the moment of sampling, and a trend sees through that
+    where two end points would not. The medians of the first and last ``window`` seconds are
+    reported beside it."""
+    post = [(t, r) for t, r in samples if t >= warmup]
+    if len(post) < 5:
         return {"baseline_bytes": None, "final_bytes": None, "growth_ratio": None}
-    base, final = statistics.median(after), statistics.median(last)
+    n = len(post)
+    mt = sum(t for t, _ in post) / n
+    mr = sum(r for _, r in post) / n
+    var = sum((t - mt) ** 2 for t, _ in post)
+    slope = sum((t - mt) * (r - mr) for t, r in post) / var if var else 0.0
+    start = mr + slope * (post[0][0] - mt)
+    end = mr + slope * (post[-1][0] - mt)
+    first = [r for t, r in post if t < post[0][0] + window]
+    last = [r for t, r in post if t > post[-1][0] - window]
+    base, final = statistics.median(first), statistics.median(last)
     return {
         "baseline_bytes": int(base),
         "final_bytes": int(final),
-        "peak_bytes": max(r for _, r in samples),
-        "growth_ratio": final / base - 1.0,
+        "peak_bytes": max(r for _, r in post),
+        "median_growth_ratio": final / base - 1.0,
+        "trend_bytes_per_s": slope,
+        "growth_ratio": end / start - 1.0,
     }
 
 
@@ -160,11 +173,15 @@ def soak(duration: float, threads: int, scrape_hz: float, warmup: float | None) 
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORTEL_")}
+    # The latency window's slices accumulate until the window is full: a window shorter than
+    # the warm-up makes what follows the steady state (the default 60 s would need a longer run).
+    window = max(5.0, min(60.0, warmup - 5.0))
+    env["ORTEL_WINDOW_SECONDS"] = str(window)  # the worker's; the daemon's is --window
     collectors = ",".join(s.name for s in SPECS)
     daemon_log = open(Path(tmp.name) / "daemon.log", "wb")  # noqa: SIM115 - closed below
     daemon = subprocess.Popen(
         [sys.executable, "-m", "ortel.exporter", "serve", "--listen", f"127.0.0.1:{port}"]
-        + ["--multiproc-dir", str(mdir), "--collectors", collectors]
+        + ["--multiproc-dir", str(mdir), "--collectors", collectors, "--window", str(window)]
         + (["--sysfs", str(FIXTURE_SYSFS)] if FIXTURE_SYSFS.is_dir() else []),
         env=env,
         stdout=daemon_log,
@@ -172,7 +189,12 @@ def soak(duration: float, threads: int, scrape_hz: float, warmup: float | None) 
         stdin=subprocess.DEVNULL,
     )
     wenv = dict(env, ORTEL_MULTIPROC_DIR=str(mdir))
-    result: dict = {"duration_s": duration, "threads": threads, "scrape_hz": scrape_hz}
+    result: dict = {
+        "duration_s": duration,
+        "threads": threads,
+        "scrape_hz": scrape_hz,
+        "window_s": window,
+    }
     work = None
     try:
         deadline = time.monotonic() + 30
@@ -243,6 +265,7 @@ def soak(duration: float, threads: int, scrape_hz: float, warmup: float | None) 
             warmup_s=warmup,
             rss_daemon=growth(rss["daemon"], warmup),
             rss_worker=growth(rss["worker"], warmup),
+            rss_samples={k: [(round(t, 1), r) for t, r in v] for k, v in rss.items()},
         )
     finally:
         if work is not None and work.poll() is None:
@@ -315,7 +338,8 @@ def summary(r: dict) -> str:
         f"({r.get('calls_per_second', 0):.0f}/s); daemon: {r.get('daemon_ok'):.0f} ok + "
         f"{r.get('daemon_error'):.0f} errors; exact: {r.get('counts_exact')}",
         f"  scrapes: {r.get('scrapes')} ({len(r.get('scrape_failures') or [])} failed), "
-        f"p50 {r.get('scrape_p50_s', 0) * 1e3:.1f} ms, p99 {r.get('scrape_p99_s', 0) * 1e3:.1f} ms, "
+        f"p50 {r.get('scrape_p50_s', 0) * 1e3:.1f} ms, "
+        f"p99 {r.get('scrape_p99_s', 0) * 1e3:.1f} ms, "
         f"max {r.get('scrape_max_s', 0) * 1e3:.1f} ms",
     ]
     for name in ("rss_daemon", "rss_worker"):
@@ -323,8 +347,12 @@ def summary(r: dict) -> str:
         ratio = g.get("growth_ratio")
         lines.append(
             f"  {name}: {mib(g.get('baseline_bytes'))} after {r.get('warmup_s', 0):.0f} s warm-up"
-            f" -> {mib(g.get('final_bytes'))} at the end"
-            + ("" if ratio is None else f" ({ratio:+.2%})")
+            f" -> {mib(g.get('final_bytes'))} at the end, peak {mib(g.get('peak_bytes'))}"
+            + (
+                ""
+                if ratio is None
+                else f"; growth {ratio:+.2%} (trend), {g['median_growth_ratio']:+.2%} (medians)"
+            )
         )
     ok = sum(1 for v in (r.get("collector_success") or {}).values() if v == 1.0)
     lines.append(f"  collectors with success 1: {ok}/{len(r.get('collector_success') or {})}")

@@ -7,6 +7,7 @@ from helpers import FIXTURES, as_dict, copy_fixture
 
 from ortel.exporter.collectors import estimate
 from ortel.exporter.collectors.base import CollectorOptions, NoDataError
+from ortel.exporter.collectors.registry import BY_NAME
 from ortel.instrumentation import catalog
 
 PROCFS, SYSFS = FIXTURES / "procfs", FIXTURES / "sysfs"
@@ -116,3 +117,14 @@ def test_spec_factory_uses_options():
     )
     assert isinstance(c, estimate.EstimateCollector)
     assert (c.procfs, c.sysfs, c.idle_watts, c.max_watts) == (PROCFS, SYSFS, 2.0, 9.0)
+    assert estimate.SPEC.estimated and not any(
+        s.estimated for s in BY_NAME.values() if s.name != "estimate"
+    )
+
+
+def test_emits_only_what_its_spec_declares(tmp_path):
+    c, procfs, clock = vm(tmp_path)
+    list(c.collect())
+    add_ticks(procfs, user=1, idle=1)
+    clock.t += 1
+    assert {r.metric for r in c.collect()} == set(estimate.SPEC.metrics)

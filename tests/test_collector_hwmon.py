@@ -149,3 +149,4 @@ def test_spec_factory_uses_options():
     assert hwmon.SPEC.name == "hwmon" and hwmon.SPEC.enabled_by_default
     c = hwmon.SPEC.factory(CollectorOptions(sysfs=SYSFS))
     assert isinstance(c, hwmon.HwmonCollector) and c.sysfs == SYSFS
+    assert {r.metric for r in c.collect()} == set(hwmon.SPEC.metrics)

@@ -250,6 +250,14 @@ def test_every_field_in_base_units():
     }
 
 
+def test_emits_exactly_what_its_spec_declares():
+    gpu = h100(processes=[(7, 1)], process_samples=[(7, 5, 10)])
+    c = nvml.NvmlCollector(FakeNvml([gpu]), pids=lambda: [7])
+    list(c.collect())
+    gpu.process_samples.append((7, 9, 20))
+    assert {r.metric for r in c.collect()} == set(nvml.SPEC.metrics)
+
+
 def test_gpm_needs_two_samples():
     fake = FakeNvml([h100()])
     c = nvml.NvmlCollector(fake)

@@ -128,6 +128,7 @@ def test_power_is_the_latest_sample_and_energy_the_sum_over_windows():
     }
     assert series(got, catalog.ENERGY) == pytest.approx(joules)
     assert (catalog.POWER.name, ("powermetrics", "soc", "cpu")) in got
+    assert {catalog.get(name) for name, _ in got} == set(pm.SPEC.metrics)
 
 
 def test_an_exit_after_samples_is_a_failure_and_the_next_sample_restarts():

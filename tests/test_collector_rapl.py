@@ -260,3 +260,12 @@ def test_spec_factory_uses_options():
     c = rapl.SPEC.factory(CollectorOptions(sysfs=SYSFS, interval=0.5))
     assert isinstance(c, rapl.RaplCollector)
     assert (c.sysfs, c.interval) == (SYSFS, 0.5)
+
+
+def test_emits_only_what_its_spec_declares(tmp_path):
+    sysfs = copy_fixture("sysfs", tmp_path)
+    clock = Clock()
+    c = rapl.RaplCollector(sysfs, clock=clock)
+    list(c.collect())
+    clock.t += 1
+    assert {r.metric for r in c.collect()} == set(rapl.SPEC.metrics)

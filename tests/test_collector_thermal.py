@@ -111,3 +111,5 @@ def test_spec_factory_uses_options():
     assert thermal.SPEC.name == "thermal" and thermal.SPEC.enabled_by_default
     c = thermal.SPEC.factory(CollectorOptions(sysfs=SYSFS))
     assert isinstance(c, thermal.ThermalCollector) and c.sysfs == SYSFS
+    list(c.collect())
+    assert {r.metric for r in c.collect()} == set(thermal.SPEC.metrics)

@@ -418,15 +418,23 @@ def test_power_options_defaults_and_sources() -> None:
     assert s.grid_intensity_g_per_kwh == 0.0
 
 
-def test_power_options_from_env_and_file(tmp_path: Path) -> None:
+def test_power_options_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ortel.exporter.cli as cli_module
+
+    seen: list[Settings] = []
+
+    def record(p: dict[str, Any]) -> Settings:
+        seen.append(build_settings(p))
+        return seen[-1]
+
+    monkeypatch.setattr(cli_module, "build_settings", record)
     path = tmp_path / "ortel.toml"
-    path.write_text("cpu_idle_watts = 1.5\ncpu-max-watts = 6\n")
-    env = {"ORTEL_GRID_INTENSITY_G_PER_KWH": "56"}
-    result = CliRunner().invoke(
-        cli, ["serve", "--check-config", "--config", str(path)], env=env, standalone_mode=False
-    )
-    assert result.exit_code == 0, result.output
-    assert load_file(path) == {"cpu_idle_watts": 1.5, "cpu_max_watts": 6}
+    path.write_text("cpu_idle_watts = 1.5\ncpu-max-watts = 6\ngrid_intensity_g_per_kwh = 30\n")
+    env = {"ORTEL_GRID_INTENSITY_G_PER_KWH": "56"}  # environment beats the file
+    check_config(["--config", str(path)], env=env)
+    (s,) = seen
+    assert (s.options.cpu_idle_watts, s.options.cpu_max_watts) == (1.5, 6.0)
+    assert s.grid_intensity_g_per_kwh == 56.0
 
 
 @pytest.mark.parametrize(

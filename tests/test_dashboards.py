@@ -185,10 +185,20 @@ def grafana_regex_escape(value: str) -> str:
 
 
 def substitute(expr: str, values: dict[str, str]) -> str:
+    """``values`` holds what Grafana writes for each variable (already escaped)."""
     out = expr.replace("$__rate_interval", "30s").replace("$__range", "5m")
     for name, value in values.items():
-        out = out.replace(f"${name}", grafana_regex_escape(value))
+        out = out.replace(f"${name}", value)
     return out
+
+
+def as_opened(var: dict[str, Any], found: list[str], instance: str) -> str:
+    """A variable's value when the dashboard opens: "All" (its allValue, written as is) where that
+    is the default, else one value, regex-escaped as Grafana writes it (this daemon's instance)."""
+    if var.get("includeAll") and var["current"].get("value") == ["$__all"]:
+        return var["allValue"]
+    assert instance in found, (var["name"], found)
+    return grafana_regex_escape(instance)
 
 
 def label_values(prom: Prometheus, definition: str, values: dict[str, str]) -> list[str]:
@@ -220,7 +230,9 @@ def live_sysfs(tmp: Path) -> Iterator[Path]:
     def tick() -> None:
         while not stop.wait(0.25):
             for path in counters:
-                path.write_text(f"{int(path.read_text()) + 1_250_000}\n")  # 5 W over 0.25 s
+                tmp = path.with_name(f".{path.name}.tmp")  # atomic: never a half-written value
+                tmp.write_text(f"{int(path.read_text()) + 1_250_000}\n")  # 5 W over 0.25 s
+                os.replace(tmp, path)
 
     thread = threading.Thread(target=tick, daemon=True)
     thread.start()
@@ -231,15 +243,20 @@ def live_sysfs(tmp: Path) -> Iterator[Path]:
         thread.join(5)
 
 
-# A user's generation loop through the shim (track_generation), reporting like the demo does.
+# A user's generation loop through the shim, reporting like the demo does: each decode step is an
+# inference call (track) that keeps the CPU busy for a moment, each token is marked (g.token()).
 GENERATIONS = """
 import os, time
+from ortel.instrumentation import track
 from ortel.instrumentation.generation import track_generation
 parent = os.getppid()
 while os.getppid() == parent:
     with track_generation("demo_llm", provider="CPUExecutionProvider", prompt_tokens=12) as g:
         for _ in range(6):
-            time.sleep(0.002)
+            with track("demo_llm", provider="CPUExecutionProvider"):
+                end = time.perf_counter() + 0.002
+                while time.perf_counter() < end:
+                    pass
             g.token()
     time.sleep(0.02)
 """
@@ -250,8 +267,16 @@ def test_every_panel_query_returns_data(tmp_path):
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()
     with live_sysfs(tmp_path) as sysfs:
+        # The demo profiles one inference a second (operator timings): the Operators panels.
+        env = dict(os.environ, ORTEL_OP_SAMPLE_SECONDS="1")
         serve = OrtelServe(
-            "--demo", "--per-core", "--sysfs", str(sysfs), "--multiproc-dir", str(multiproc)
+            "--demo",
+            "--per-core",
+            "--sysfs",
+            str(sysfs),
+            "--multiproc-dir",
+            str(multiproc),
+            env=env,
         )
         env = dict(os.environ, ORTEL_MULTIPROC_DIR=str(multiproc))
         gen = subprocess.Popen([sys.executable, "-c", GENERATIONS], env=env)
@@ -276,7 +301,7 @@ def check_every_panel(prom: Prometheus, serve: OrtelServe) -> None:
             while not (found := label_values(prom, var["definition"], values)):
                 assert time.monotonic() < deadline, f"{name}: ${var['name']} has no values"
                 time.sleep(0.5)
-            values[var["name"]] = serve.target if var["name"] == "instance" else found[0]
+            values[var["name"]] = as_opened(var, found, serve.target)
         for title, expr in exprs(dash):
             target = absent if (dash["uid"], title) in HARDWARE_ABSENT else pending
             target[(name, title, expr)] = substitute(expr, values)
@@ -298,3 +323,18 @@ def check_every_panel(prom: Prometheus, serve: OrtelServe) -> None:
 def test_hardware_absent_list_names_real_panels():
     titles = {(dash["uid"], p["title"]) for dash in shipped().values() for p in panels(dash)}
     assert set(HARDWARE_ABSENT) <= titles
+
+
+def test_provisioning_files_point_grafana_at_prometheus_and_the_dashboards():
+    import yaml
+
+    prov = DASHBOARDS / "provisioning"
+    ds = yaml.safe_load((prov / "datasources" / "ortel.yaml").read_text())
+    assert ds["apiVersion"] == 1
+    (source,) = ds["datasources"]
+    assert source["type"] == "prometheus" and source["access"] == "proxy"
+    assert source["url"].startswith("http")
+    boards = yaml.safe_load((prov / "dashboards" / "ortel.yaml").read_text())
+    (provider,) = boards["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+    assert provider["allowUiUpdates"] is False  # generated files: UI edits would be lost

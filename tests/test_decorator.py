@@ -86,3 +86,21 @@ def test_keyboard_interrupt_is_not_an_inference_error():
     got = values(rec)
     assert got[(c.INFERENCES.name, KEY + ("ok",))] == 0
     assert (c.INFERENCES.name, KEY + ("error",)) not in got
+
+
+def test_flops_are_recorded_once_per_series_off_the_hot_path():
+    rec = Recorder()
+
+    @profiled(model="m", flops=2e9, recorder=rec)
+    def f():
+        return 1
+
+    f()
+    with track(model="m", flops=5e9, recorder=rec):  # the first declaration stays
+        pass
+    with track(model="n", flops=3e9, recorder=rec):
+        pass
+    states = {s.model: s for s in rec.states()}
+    assert (states["m"].flops, states["n"].flops) == (2e9, 3e9)
+    with pytest.raises(ValueError):
+        track(model="o", flops=float("nan"), recorder=rec)

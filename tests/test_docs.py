@@ -46,3 +46,22 @@ def test_otel_mapping_doc_is_current_and_complete():
 def test_a_text_without_generated_blocks_is_an_error():
     with pytest.raises(ValueError, match="no <!-- generated"):
         docs.render("# nothing to generate here\n")
+
+
+POWER_DOC = README.parent / "docs" / "power.md"
+
+
+def test_power_doc_table_is_current_and_lists_every_declared_metric():
+    text = POWER_DOC.read_text()
+    assert docs.render(text) == text, "run: python -m ortel.exporter.docs --write docs/power.md"
+    from ortel.exporter.collectors.registry import BY_NAME
+
+    for name in ("rapl", "hwmon", "thermal", "nvml", "powermetrics", "estimate"):
+        assert BY_NAME[name].metrics, name
+        for m in BY_NAME[name].metrics:
+            row = next(line for line in text.splitlines() if line.startswith(f"| `{m.name}` |"))
+            assert f"`{name}`" in row
+    carbon = next(line for line in text.splitlines() if "`ortel_carbon_grams_total`" in line)
+    assert "derived" in carbon
+    power = next(line for line in text.splitlines() if line.startswith("| `ortel_power_watts` |"))
+    assert "estimated (estimate)" in power

@@ -266,9 +266,27 @@ def test_profile_matrix_runs_one_job_per_node(rendered):
         assert args[args.index("--db") + 1] == f"/results/{node}.duckdb"
         assert args[args.index("--out") + 1] == f"/results/{node}"
         assert args[-4:] == ["--batch-sizes", "1,8,32", "--providers", "all"]
+        assert pod["runtimeClassName"] == "nvidia"  # gpu.enabled in the all-options values
+        caps = pod["containers"][0]["securityContext"]["capabilities"]
+        assert caps == {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]}  # rapl.enabled too
         assert {"name": "results", "persistentVolumeClaim": {"claimName": "ortel-results"}} in pod[
             "volumes"
         ]
+
+
+def test_profile_job_arguments_are_accepted_by_ortel_profile(rendered):
+    """Parsed (not run) by the real `ortel profile` command: every flag exists, values valid."""
+    import click
+
+    job = next(d for d in rendered["all-options"] if d["kind"] == "Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "profile"
+    with click.Context(cli) as ctx:
+        profile = cli.get_command(ctx, "profile")
+        assert profile is not None, "ortel profile is not installed"
+        sub = profile.make_context("profile", list(args[1:]), parent=ctx)
+    assert sub.params["db"] == Path("/results/gpu-node-a.duckdb")
+    assert sub.params["quiet"] is True
 
 
 @pytest.mark.parametrize(
@@ -294,10 +312,10 @@ def test_chart_app_version_is_the_project_version():
     assert chart["appVersion"] == project["version"]
 
 
-def test_notes_render(helm):
+def test_notes_render(helm, tmp_path):
     res = run(
         [helm, "install", "t", str(CHART), "--dry-run=client", "-f", str(ALL_OPTIONS)],
-        env={"KUBECONFIG": "/dev/null", "HOME": str(ROOT / ".cache"), "PATH": "/usr/bin:/bin"},
+        env={"KUBECONFIG": "/dev/null", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert res.returncode == 0, res.stderr
     assert "WARNING: both a ServiceMonitor and a PodMonitor are enabled" in res.stdout

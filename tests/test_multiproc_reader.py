@@ -152,6 +152,15 @@ def test_two_live_processes_sum_exactly(mdir, proc, reader):
     assert got[(c.LATENCY_MIN.name, ML)] == pytest.approx(0.0007)
     assert got[(c.LATENCY_MAX.name, ML)] == pytest.approx(0.05)
     assert got[(c.SLA_COMPLIANCE.name, ("resnet",))] == pytest.approx(5 / 7)
+    # Per live process, inference busy time (ok + error), for energy attribution.
+    busy_a = sum(A["ok"]) + sum(d for d, _ in A["errors"])
+    busy_b = sum(B["ok"]) + sum(d for d, _ in B["errors"])
+    assert {pid: (p.start, p.busy_ns) for pid, p in result.processes.items()} == {
+        101: (5000, {ML: busy_a}),
+        102: (6000, {ML: busy_b}),
+    }
+    proc.exit(102)
+    assert set(reader.read().processes) == {101}  # an exited process is compacted, not live
 
 
 def sl_key(s: SeriesState) -> int:

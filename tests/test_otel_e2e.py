@@ -115,6 +115,8 @@ def test_opentelemetry_instrument_with_only_otel_variables(tmp_path, protocol):
         assert errors.attributes == {"ortel.model": "adder", "error.type": "ValueError"}
         (load,) = rx.latest("ortel.session.load.duration")
         assert load.unit == "s" and 0 < load.value < 60
+        # The span pipeline is the SDK's here: ortel cannot count its drops, so it claims none.
+        assert not rx.latest("ortel.otlp.dropped")
         quantiles = {
             p.attributes["ortel.quantile"] for p in rx.latest("ortel.inference.latency.quantile")
         }

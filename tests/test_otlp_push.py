@@ -46,6 +46,16 @@ def test_settings_off_flag_and_environment():
     assert otlp_push.settings_from(flag, env).protocol == "grpc"  # the flag wins
 
 
+def test_without_the_otel_extra(monkeypatch, caplog):
+    monkeypatch.setattr(otlp_push, "otel_installed", lambda: False)
+    with pytest.raises(ValueError, match=re.escape("pip install 'ortel[otel]'")):
+        otlp_push.settings_from({"otlp_endpoint": "http://h:4317"}, {})
+    # An ambient OTEL_EXPORTER_OTLP_ENDPOINT (set for every pod, say) does not stop the daemon.
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}
+    assert otlp_push.settings_from({}, env) is None
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT is set but OTLP export needs" in caplog.text
+
+
 def test_cli_reports_bad_otlp_settings_in_one_line(tmp_path):
     import subprocess
     import sys
@@ -139,3 +149,25 @@ def test_unreachable_endpoint_is_counted_and_never_stalls_the_daemon():
         status, _, _ = http_get(f"{url}/metrics")
         assert status == 200 and time.monotonic() - t0 < 1.5  # scrapes are not held up
     # leaving OrtelServe asserted a clean exit 0 on SIGTERM within its stop timeout
+
+
+def test_the_push_never_imports_onnxruntime():
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import json, sys
+from ortel.exporter.otlp_push import OtlpPush, OtlpSettings
+from ortel.instrumentation import catalog as c
+from ortel.instrumentation.readings import reading
+settings = OtlpSettings("http://127.0.0.1:9", "grpc", 3600.0)
+push = OtlpPush(settings, lambda: [reading(c.MEMORY_TOTAL, 1.0)])
+push.export.hook._producer.produce()
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("onnxruntime", "onnx"))))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=clean_env()
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == []

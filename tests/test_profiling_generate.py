@@ -132,3 +132,15 @@ def test_one_token_has_no_inter_token_latency(session):
 def test_bad_counts(session):
     with pytest.raises(InputError):
         gen.run_generation(session, layout_of(session), prompt_tokens=0, new_tokens=3, runs=1)
+
+
+def test_the_analysis_packages_decoder_generates_too():
+    """ortel.analysis.testmodels' decoder (no attention_mask input) follows the same naming."""
+    tm = pytest.importorskip("ortel.analysis.testmodels")
+    s = ort.InferenceSession(tm.gpt_decoder_model(layers=1), providers=["CPUExecutionProvider"])
+    lay = layout_of(s)
+    assert lay.attention_mask is None and len(lay.pairs) == 2
+    res = gen.run_generation(s, lay, prompt_tokens=5, new_tokens=4, runs=2, vocab_high=256)
+    summary = res.summary()
+    assert summary["runs"] == 2 and summary["kv_cache_bytes"] > 0
+    assert len(res.runs[0].steps) == 3

@@ -32,6 +32,7 @@ def opts(model: Path, **kw) -> Options:
     kw.setdefault("policy", FAST)
     kw.setdefault("power", False)
     kw.setdefault("op_profile_runs", 5)
+    kw.setdefault("analyze", False)  # test_profiling_operators covers the ortel analyze hand-off
     return Options(model, **kw)
 
 

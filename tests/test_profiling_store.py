@@ -37,6 +37,7 @@ def results(tmp_path_factory):
             generate_runs=2,
             op_profile_runs=3,
             label=label,
+            analyze=False,
         )
         out.append(profile(o, d))  # fmt: skip
     return out

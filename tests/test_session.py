@@ -97,3 +97,10 @@ def test_load_time_is_recorded_when_given(model_path):
     rec = Recorder()
     instrument_session(make(model_path), model="m", load_seconds=0.25, recorder=rec)
     assert values(rec)[(c.SESSION_LOAD.name, ("m", "CPUExecutionProvider"))] == 0.25
+
+
+def test_flops_given_to_instrument_session_reach_the_state(model_path):
+    rec = Recorder()
+    instrument_session(make(model_path), model="m", flops=1.5e6, recorder=rec)
+    (state,) = rec.states()
+    assert state.flops == 1.5e6

@@ -440,3 +440,37 @@ def test_prune_drops_slices_outside_the_window():
     assert sorted(s.slices) == [189, 200]
     assert s.ok.count == 3  # totals are kept
     assert slice_key(NOW) == 200
+
+
+# --- energy attribution inputs (issue 4) --------------------------------------------------------
+
+
+def test_flops_and_block_energy_round_trip_merge_and_export():
+    a = build([(200, 0.05)])
+    a.flops = 4e9
+    a.block_energy = {("cpu", "measured"): 10.0, ("gpu", "measured"): 2.5}
+    b = build([(200, 0.05)])
+    b.block_energy = {("cpu", "measured"): 5.0}
+    assert roundtrip(a).flops == 4e9 and roundtrip(a).block_energy == a.block_energy
+    assert "flops" not in b.to_json() and "block_energy" not in SeriesState("m", "p").to_json()
+    merged = merge_all([[b], [a]])[ML]
+    assert merged.flops == 4e9  # the one that declared them
+    assert merged.block_energy == {("cpu", "measured"): 15.0, ("gpu", "measured"): 2.5}
+    got = as_dict(readings([merged, SeriesState("resnet", "cuda", BOUNDS)], NOW))
+    assert got[(c.BLOCK_ENERGY.name, ("resnet", "cpu", "measured"))] == 15.0
+    assert got[(c.BLOCK_ENERGY.name, ("resnet", "gpu", "measured"))] == 2.5
+
+
+@pytest.mark.parametrize(
+    "block",
+    [[1.0], {"cpu": 1.0}, {"cpu/guessed": 1.0}, {"tpu/measured": 1.0}, {"cpu/measured": -1.0}],
+)
+def test_malformed_block_energy_is_rejected(block):
+    doc = SeriesState("m", "p").to_json()
+    doc["block_energy"] = block
+    with pytest.raises(ValueError):
+        SeriesState.from_json(doc)
+    doc = SeriesState("m", "p").to_json()
+    doc["flops"] = -1
+    with pytest.raises(ValueError):
+        SeriesState.from_json(doc)

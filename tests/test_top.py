@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -102,6 +103,13 @@ def test_host_power_temperature_and_operators_from_samples():
             ],
             c.TEMPERATURE.name: [({"chip": "coretemp", "sensor": "temp1", "label": "P0"}, 61.0)],
             c.THERMAL_ZONE_TEMPERATURE.name: [({"zone": "0", "type": "x86_pkg_temp"}, 48.0)],
+            c.INFERENCES.name: [
+                ({"model": "m", "provider": "CPU", "status": "ok"}, 10 * op_seconds)
+            ],
+            c.ENERGY_PER_INFERENCE.name: [
+                ({"model": "m", "source": "estimated"}, 0.5),
+                ({"model": "m", "source": "measured"}, 2e-4),  # the measurement wins
+            ],
             f"{c.OPERATOR_DURATION.name}_sum": [
                 ({"model": "m", "op_type": "MatMul", "provider": "CPU"}, 3 * op_seconds),
                 ({"model": "m", "op_type": "Relu", "provider": "CPU"}, op_seconds),
@@ -128,17 +136,26 @@ def test_host_power_temperature_and_operators_from_samples():
         ("package (estimated)", 30.0, True),
     ]
     assert view.operators == {"m": (("MatMul", 0.75), ("Relu", 0.25))}
-    out = text_of(t.render(view, t.State(), "fixed", 10))
+    (row,) = view.rows
+    assert (row.joules_per_inference, row.energy_estimated) == (2e-4, False)
+    # 10 inferences/s: whole-host CPU+DRAM joules per inference, measured and estimated apart.
+    assert view.host_energy_per_inference == (
+        t.Reading("estimated", 3.0, True),
+        t.Reading("rapl", 1.25, False),
+    )
+    out = " ".join(text_of(t.render(view, t.State(), "fixed", 10)).split())  # unwrap lines
     assert "CPU busy 25%" in out and "2.0 GiB / 8.0 GiB" in out
     assert "package (estimated) ≈30.0 W" in out and "hottest 61 °C (coretemp P0 temp1)" in out
-    assert "top operators  m: MatMul 75%  Relu 25%" in out
+    assert "top operators m: MatMul 75% Relu 25%" in out
+    assert re.search(r"m CPU 10\.0 unknown unknown 0\.0 0\.00% 200 µJ", out), out
+    assert "energy/inference (whole host) ≈3 J (estimated), 1.25 J (rapl)" in out
 
 
 # --- keys and order -------------------------------------------------------------------------------
 def rows() -> list[t.Row]:
     return [
-        t.Row("a", "CPU", 5.0, 1e-3, 2e-3, 0.0, 0.0, None),
-        t.Row("b", "CPU", 50.0, 3e-3, 9e-3, 1.0, 0.02, None),
+        t.Row("a", "CPU", 5.0, 1e-3, 2e-3, 0.0, 0.0, 0.25),
+        t.Row("b", "CPU", 50.0, 3e-3, 9e-3, 1.0, 0.02, 0.003, energy_estimated=True),
         t.Row("c", "CUDA", None, None, None, None, None, None),
     ]
 
@@ -165,12 +182,18 @@ def test_keys_sort_reverse_pick_and_quit():
     assert not s.key("q", models)
 
 
+def test_render_marks_estimated_energy():
+    out = text_of(t.render(t.View(rows=tuple(rows())), t.State(), "somewhere", 10))
+    assert re.search(r"\ba +CPU .* 250 mJ", out) and re.search(r"\bb +CPU .* ≈3 mJ", out), out
+
+
 def test_render_shows_unknown_not_zero():
     view = t.View(rows=tuple(rows()))
     out = text_of(t.render(view, t.State(focus="c"), "somewhere", 10))
     line = next(ln for ln in out.splitlines() if " CUDA " in ln)
     assert line.count("unknown") == 6 and " 0" not in line
     assert "model: c" in out and "power unknown" in out and "hottest unknown" in out
+    assert "energy/inference (whole host) unknown" in out
 
 
 # --- real endpoint --------------------------------------------------------------------------------
@@ -190,6 +213,46 @@ def test_http_source_reads_a_real_endpoint(recorder, endpoint):
 
     calls = {lb["status"]: v for lb, v in samples[c.INFERENCES.name]}
     assert calls == {"ok": 3.0, "error": 1.0}
+
+
+def test_only_the_samples_a_frame_reads_are_parsed(recorder, endpoint):
+    """Dropping the rest before parsing changes nothing top shows."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    infer(recorder, ok=7, errors=2)
+    with urllib.request.urlopen(endpoint) as r:
+        body = r.read().decode()
+    everything = t._collect(text_string_to_metric_families(body))
+    kept = t.HttpSource(endpoint).fetch()
+    assert set(kept) == set(everything) & t.WANTED
+    assert {k: sorted(map(repr, v)) for k, v in kept.items()} == {
+        k: sorted(map(repr, everything[k])) for k in kept
+    }
+    assert len(t.only(body, t.WANTED)) < len(body) / 3  # buckets, _created, HELP/TYPE gone
+    assert t.HttpSource(endpoint, names=None).fetch() == everything
+
+
+def test_a_page_that_is_not_ortel_is_an_error():
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html><body>grafana</body></html>\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        with pytest.raises(t.FetchError, match="is not an ortel /metrics endpoint"):
+            t.HttpSource(url).fetch()
+    finally:
+        server.shutdown()
 
 
 def test_http_source_errors_are_one_line():
@@ -321,7 +384,9 @@ def test_under_tmux_against_a_live_daemon():
         try:
             tmux("set-option", "-t", "top", "remain-on-exit", "on")
             # A standard 80x24 terminal: the whole row fits, numbers untruncated.
-            screen = tmux.wait_for(r"demo_mlp +CPU +[\d,]+\.\d +\d+ µs +\d+ µs +[\d.]+ +[\d.]+%")
+            screen = tmux.wait_for(
+                r"demo_mlp +CPU +[\d,]+\.\d +[\d.]+ [nµm]?s +[\d.]+ [nµm]?s +[\d.]+ +[\d.]+%"
+            )
             assert "sort: throughput ↓" in screen and "CPU busy" in screen
             tmux("send-keys", "-t", "top", "s")
             tmux.wait_for("sort: p50")

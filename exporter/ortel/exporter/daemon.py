@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from ortel.instrumentation import catalog as c
 from ortel.instrumentation.readings import Reading
 
 from . import __version__
+from .attribution import Activity, Attribution, activity_from
 from .collectors.registry import BY_NAME
 from .config import ConfigError, Settings
 from .derive import Carbon, Derived
@@ -101,7 +103,14 @@ class Daemon:
         # Computed from the latest readings at each scrape (derive.py); the lambda follows the
         # sampler across reloads.
         self.carbon = Carbon(settings.grid_intensity_g_per_kwh)
-        self.derived = Derived(lambda: self.sampler.readings(), [self.carbon])
+        # Energy per inference: stepped every interval by its own thread (run()), served at
+        # each scrape as a derivation.
+        self.attribution = Attribution(
+            settings.options.cpu_idle_watts,
+            settings.options.window_seconds,
+            grams_per_joule=lambda: self.carbon.grams_per_joule,
+        )
+        self.derived = Derived(lambda: self.sampler.readings(), [self.carbon, self.attribution])
         self._build = Reading(c.BUILD_INFO, (__version__, platform.python_version()), 1.0)
         # Bind before anything starts so "port in use" fails fast and cleanly.
         try:
@@ -176,6 +185,8 @@ class Daemon:
             new = replace(new, demo=old.demo)
         logging.getLogger().setLevel(new.log_level.upper())
         self.carbon.set_intensity(new.grid_intensity_g_per_kwh)  # from now on; the total stays
+        self.attribution.cpu_idle_watts = new.options.cpu_idle_watts
+        self.attribution.window_seconds = new.options.window_seconds
         opts = self._options(new)
         sampling = (new.collectors, new.interval, new.collector_timeout, opts)
         if sampling != (old.collectors, old.interval, old.collector_timeout, self.options):
@@ -220,6 +231,7 @@ class Daemon:
         if self.settings.demo:
             self.start_demo()
         self.sampler.start()
+        threading.Thread(target=self._attribute, name="ortel-attribution", daemon=True).start()
         if self.settings.otlp is not None:
             self.otlp = OtlpPush(self.settings.otlp, self.readings)
             log.info("%s", self.otlp.describe())
@@ -240,6 +252,33 @@ class Daemon:
                     self._demo = None
         finally:
             self.shutdown()
+
+    def _activity(self) -> Activity | None:
+        """The inference collector's latest merge (per-process busy time), if it runs."""
+        for col in self.collectors:
+            if col.name == "inference":
+                return activity_from(getattr(col, "latest", None))
+        return None
+
+    def step_attribution(self) -> None:
+        self.attribution.step(self.sampler.readings(), self._activity())
+
+    def _attribute(self) -> None:
+        """Attribute energy once per interval, half an interval after the collectors sample (they
+        start together), so each step sees every collector's sample of the same tick."""
+        failed = False
+        next_at = time.monotonic() + self.settings.interval / 2
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            try:
+                self.step_attribution()
+                failed = False
+            except Exception:  # a bug here must not take the daemon down; said once per run
+                if not failed:
+                    log.exception("energy attribution failed")
+                failed = True
+            next_at += self.settings.interval
+            if next_at < time.monotonic():  # fell behind: skip missed ticks
+                next_at = time.monotonic() + self.settings.interval
 
     def shutdown(self) -> None:
         self.server.shutdown()  # no new connections; those in flight carry on

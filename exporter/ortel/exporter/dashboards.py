@@ -159,7 +159,8 @@ GOOD = ((None, "red"), (0.95, "orange"), (0.99, "green"))  # SLA compliance colo
 # Disjoint power domains that together make the host's CPU (or SoC) and memory power: RAPL's package
 # and DRAM zones, the estimate's package, powermetrics' cpu, gpu and ane (docs/power.md). RAPL's
 # core, uncore and psys zones nest inside or around these and would count twice.
-HOST_POWER = agg(c.POWER, 'zone=~"package.*|dram|cpu|gpu|ane"', by="source")
+HOST_POWER_ZONES = "package.*|dram|cpu|gpu|ane"
+HOST_POWER = agg(c.POWER, f'zone=~"{HOST_POWER_ZONES}"', by="source")
 INFERENCE_RATE = rate(c.INFERENCES)
 TEMPERATURES = any_of(sel(c.TEMPERATURE), sel(c.THERMAL_ZONE_TEMPERATURE), sel(c.GPU_TEMPERATURE))
 NOT_ATTRIBUTED = (
@@ -241,13 +242,15 @@ OVERVIEW = Dashboard(
                     "utilisation.",
                 ),
                 P(
-                    "Energy per inference (host)",
-                    Q(per(HOST_POWER, INFERENCE_RATE), "{{source}}"),
+                    "Energy per inference",
+                    Q(
+                        agg(c.ENERGY_PER_INFERENCE, by=(M, "source"), op="max"),
+                        "{{model}} ({{source}})",
+                    ),
                     unit="joule",
                     kind="stat",
                     width=8,
                     height=4,
-                    description="Joules per inference call." + NOT_ATTRIBUTED,
                 ),
                 P(
                     "Hottest temperature",
@@ -282,6 +285,22 @@ OVERVIEW = Dashboard(
                     Q(agg(c.SLA_COMPLIANCE, by=M, op="min"), "{{model}}"),
                     unit="percentunit",
                     max=1,
+                ),
+                P(
+                    "Energy per inference by model",
+                    Q(
+                        agg(c.ENERGY_PER_INFERENCE, by=(M, "source"), op="max"),
+                        "{{model}} ({{source}})",
+                    ),
+                    unit="joule",
+                ),
+                P(
+                    "Efficiency score",
+                    Q(
+                        agg(c.EFFICIENCY_SCORE, by=(M, "source"), op="min"),
+                        "{{model}} ({{source}})",
+                    ),
+                    max=100,
                 ),
                 P("Batch items per second", Q(rate(c.INFERENCE_ITEMS, by=M), "{{model}}")),
                 P(
@@ -626,7 +645,73 @@ ENERGY = Dashboard(
             ),
         ),
         Row(
-            "Efficiency and carbon",
+            "Attribution",
+            (
+                P(
+                    "Energy per inference (attributed)",
+                    Q(
+                        agg(c.ENERGY_PER_INFERENCE, by=(M, "source"), op="max"),
+                        "{{model}} ({{source}})",
+                    ),
+                    unit="joule",
+                    width=8,
+                ),
+                P(
+                    "Inferences per joule (attributed)",
+                    Q(
+                        agg(c.INFERENCES_PER_JOULE, by=(M, "source"), op="max"),
+                        "{{model}} ({{source}})",
+                    ),
+                    width=8,
+                ),
+                P(
+                    "Carbon per inference",
+                    Q(
+                        agg(c.CARBON_PER_INFERENCE, by=(M, "source"), op="max"),
+                        "{{model}} ({{source}})",
+                    ),
+                    unit="massg",
+                    width=8,
+                ),
+                P(
+                    "Attributed power by model",
+                    Q(
+                        rate(c.INFERENCE_ENERGY, by=(M, "device", "source")),
+                        "{{model}} {{device}} ({{source}})",
+                    ),
+                    unit="watt",
+                    stack=True,
+                ),
+                P(
+                    "Where the energy went",
+                    Q(
+                        rate(c.ENERGY_ATTRIBUTION, by=("part", "device", "source")),
+                        "{{part}} {{device}} ({{source}})",
+                    ),
+                    unit="watt",
+                    stack=True,
+                ),
+                P(
+                    "Efficiency score",
+                    Q(
+                        agg(c.EFFICIENCY_SCORE, by=(M, "source"), op="min"),
+                        "{{model}} ({{source}})",
+                    ),
+                    max=100,
+                ),
+                P(
+                    "Efficiency components",
+                    Q(
+                        agg(c.EFFICIENCY_COMPONENT, by=(M, "component"), op="min"),
+                        "{{model}} {{component}}",
+                    ),
+                    unit="percentunit",
+                    max=1,
+                ),
+            ),
+        ),
+        Row(
+            "Whole host and carbon",
             (
                 P(
                     "Energy per inference (host)",
@@ -904,6 +989,15 @@ LLM = Dashboard(
                     description="Generated tokens per generation that produced a first token.",
                 ),
                 P(
+                    "Energy per generated token (attributed)",
+                    Q(
+                        agg(c.ENERGY_PER_TOKEN, by=(M, "source"), op="max"),
+                        "{{model}} ({{source}})",
+                    ),
+                    unit="joule",
+                    width=8,
+                ),
+                P(
                     "Energy per generated token (host)",
                     Q(per(HOST_POWER, rate(c.GENERATED_TOKENS)), "{{source}}"),
                     unit="joule",
@@ -917,7 +1011,80 @@ LLM = Dashboard(
     ),
 )
 
-DASHBOARDS: tuple[Dashboard, ...] = (OVERVIEW, LATENCY, HOST, ENERGY, LLM, GPU)
+OPS_PER_SAMPLE = rate(c.OPERATOR_SAMPLES)
+OPERATORS = Dashboard(
+    "ortel-operators",
+    "ortel / Operators",
+    "Where inference time goes, by operator type and execution provider, from the shim's "
+    "sampled profiling (ORTEL_OP_SAMPLE_SECONDS).",
+    model_source=c.OPERATOR_SAMPLES,
+    rows=(
+        Row(
+            "Operator types",
+            (
+                P(
+                    "Top operator types by time",
+                    Q(
+                        "topk(10, "
+                        + per(rate(c.OPERATOR_DURATION, by="op_type", suffix="sum"), OPS_PER_SAMPLE)
+                        + ")",
+                        "{{op_type}}",
+                    ),
+                    unit="s",
+                    stack=True,
+                    description="Seconds each operator type takes per sampled inference (the "
+                    "ten largest), all selected models.",
+                ),
+                P(
+                    "Share of operator time",
+                    Q(agg(c.OPERATOR_SHARE, by=(M, "op_type"), op="max"), "{{model}} {{op_type}}"),
+                    unit="percentunit",
+                    max=1,
+                    stack=True,
+                ),
+                P(
+                    "Operator p99 by type",
+                    Q(quantile(0.99, c.OPERATOR_DURATION, by="op_type"), "{{op_type}}"),
+                    unit="s",
+                ),
+                P(
+                    "Sampled inferences",
+                    Q(rate(c.OPERATOR_SAMPLES, by=M), "{{model}}"),
+                    unit="ops",
+                    description="Inferences profiled per second: every other number here comes "
+                    "from these samples only.",
+                ),
+            ),
+        ),
+        Row(
+            "Execution providers",
+            (
+                P(
+                    "Operator time by provider",
+                    Q(
+                        per(rate(c.OPERATOR_DURATION, by="provider", suffix="sum"), OPS_PER_SAMPLE),
+                        "{{provider}}",
+                    ),
+                    unit="s",
+                    stack=True,
+                    description="Seconds per sampled inference spent in each execution provider.",
+                ),
+                P(
+                    "Graph nodes by provider",
+                    Q(agg(c.GRAPH_NODES, by=(M, "provider"), op="max"), "{{model}} {{provider}}"),
+                    stack=True,
+                ),
+                P(
+                    "Provider transitions (memcpy nodes)",
+                    Q(agg(c.GRAPH_MEMCPY_NODES, by=M, op="max"), "{{model}}"),
+                    width=24,
+                ),
+            ),
+        ),
+    ),
+)
+
+DASHBOARDS: tuple[Dashboard, ...] = (OVERVIEW, LATENCY, HOST, ENERGY, OPERATORS, LLM, GPU)
 
 
 # --- rendering to Grafana JSON -------------------------------------------------------------------

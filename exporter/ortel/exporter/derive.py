@@ -26,6 +26,7 @@ DEFAULT_GRID_INTENSITY = 475.0
 JOULES_PER_KWH = 3.6e6
 
 Derivation = Callable[[Sequence[Reading]], list[Reading]]
+DERIVED_METRICS: tuple[MetricDef, ...] = (catalog.CARBON,)  # what derivations emit (for the docs)
 
 
 def _rapl_source(labels: tuple[str, ...]) -> str | None:

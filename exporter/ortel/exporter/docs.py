@@ -14,8 +14,10 @@ from pathlib import Path
 
 from ortel.instrumentation import catalog
 
+from .collectors.base import CollectorSpec
 from .collectors.registry import SPECS
 from .config import OPTIONS
+from .derive import DERIVED_METRICS
 
 
 def _cell(text: str) -> str:
@@ -79,11 +81,63 @@ def otel_table() -> str:
     return "\n".join(rows)
 
 
+def power_table() -> str:
+    """Every metric the collectors that declare their metrics emit (the power, thermal and GPU
+    ones), with unit, labels, which collector emits it and whether it is measured or estimated;
+    then the metrics the daemon derives at scrape time."""
+    emitters: dict[str, list[CollectorSpec]] = {}
+    for s in SPECS:
+        for m in s.metrics:
+            emitters.setdefault(m.name, []).append(s)
+    rows = [
+        "| metric | type | unit | labels | emitted by | measured or estimated |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in catalog.all_metrics():
+        specs = emitters.get(m.name)
+        if specs is None and m not in DERIVED_METRICS:
+            continue
+        if specs is None:
+            by, what = "the daemon, at scrape time (derive.py)", "derived from the energy counters"
+        else:
+            by = ", ".join(f"`{s.name}`" for s in specs)
+            measured = [s.name for s in specs if not s.estimated]
+            estimated = [s.name for s in specs if s.estimated]
+            what = "measured" if measured else "estimated"
+            if measured and estimated:
+                what = f"measured ({', '.join(measured)}); estimated ({', '.join(estimated)})"
+        labels = ", ".join(m.labels) or "—"
+        rows.append(
+            f"| `{m.name}` | {m.kind} | `{m.otel_unit}` | {labels} | {by} | {_cell(what)} |"
+        )
+    return "\n".join(rows)
+
+
+def energy_table() -> str:
+    """The energy-per-inference metrics (docs/energy.md): what the daemon's attribution derives
+    every interval, and what the shim's ``energy()`` blocks record."""
+    from .attribution import DERIVED_METRICS as ATTRIBUTED
+
+    rows = [
+        "| metric | type | unit | labels | computed by | description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in (*ATTRIBUTED, catalog.BLOCK_ENERGY):
+        by = "the shim (`energy()` blocks)" if m.source == "shim" else "the daemon, every interval"
+        labels = ", ".join(m.labels) or "—"
+        rows.append(
+            f"| `{m.name}` | {m.kind} | `{m.otel_unit}` | {labels} | {by} | {_cell(m.help)} |"
+        )
+    return "\n".join(rows)
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "metrics": metrics_table,
     "collectors": collectors_table,
     "options": options_table,
     "otel": otel_table,
+    "power": power_table,
+    "energy": energy_table,
 }
 
 

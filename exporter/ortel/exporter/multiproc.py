@@ -97,6 +97,15 @@ def _clash(known: dict[tuple[str, str], tuple[float, ...]], states: list[SeriesS
     return ""
 
 
+@dataclass(frozen=True)
+class ProcessBusy:
+    """One live instrumented process's inference busy time: wall nanoseconds inside inference
+    calls (ok and error) since it started, per (model, provider) as capped for the merge."""
+
+    start: int  # process start time in clock ticks (0: unknown), from the snapshot's name
+    busy_ns: dict[tuple[str, str], int]
+
+
 @dataclass
 class MergeResult:
     series: dict[tuple[str, str], SeriesState]
@@ -104,6 +113,13 @@ class MergeResult:
     archived: int = 0
     bad_files: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)  # label values sent to __other__
+    # Live processes by pid, for energy attribution (attribution.py); not exported as metrics.
+    processes: dict[int, ProcessBusy] = field(default_factory=dict)
+
+
+def _busy(pid_start: tuple[int, int], states: list[SeriesState]) -> tuple[int, ProcessBusy]:
+    busy = {s.key: s.ok.sum_ns + s.error.sum_ns for s in states}
+    return pid_start[0], ProcessBusy(pid_start[1], busy)
 
 
 class MultiprocReader:
@@ -176,6 +192,7 @@ class MultiprocReader:
                 self._bad(ARCHIVE, str(e))
                 return self._read_live_only()
         live: list[list[SeriesState]] = []
+        processes: dict[int, ProcessBusy] = {}
         live_dropped: dict[str, int] = {}
         dead: list[tuple[str, list[SeriesState]]] = []
         dead_dropped: dict[str, int] = {}
@@ -206,6 +223,8 @@ class MultiprocReader:
                 continue
             if alive:
                 live.append(states)
+                pid, busy = _busy((int(m.group(1)), int(m.group(2))), states)
+                processes[pid] = busy
                 add_counts(live_dropped, dropped)
             else:
                 dead.append((name, states))
@@ -219,14 +238,17 @@ class MultiprocReader:
         for s in merged.values():
             s.prune(now, self.window_seconds)
         dropped = self._dropped(archive_dropped, live_dropped)
-        return MergeResult(merged, live=len(live), archived=exited, dropped=dropped)
+        return MergeResult(
+            merged, live=len(live), archived=exited, dropped=dropped, processes=processes
+        )
 
     def _read_live_only(self) -> MergeResult:
         groups = []
+        processes: dict[int, ProcessBusy] = {}
         dropped: dict[str, int] = {}
         known: dict[tuple[str, str], tuple[float, ...]] = {}
         for name in sorted(os.listdir(self.directory)):
-            if SNAPSHOT_RE.match(name):
+            if m := SNAPSHOT_RE.match(name):
                 try:
                     states, more = self._load(self.directory / name)
                 except (OSError, ValueError) as e:
@@ -236,8 +258,15 @@ class MultiprocReader:
                     self._bad(name, why)
                     continue
                 groups.append(states)
+                pid, busy = _busy((int(m.group(1)), int(m.group(2))), states)
+                processes[pid] = busy
                 add_counts(dropped, more)
-        return MergeResult(merge_all(groups), live=len(groups), dropped=self._dropped(dropped))
+        return MergeResult(
+            merge_all(groups),
+            live=len(groups),
+            dropped=self._dropped(dropped),
+            processes=processes,
+        )
 
     def _compact(
         self,

@@ -11,6 +11,7 @@ The OTel SDK is imported only when the push is on.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ortel.instrumentation.readings import Reading
+
+log = logging.getLogger("ortel.exporter")
 
 PROTOCOLS = ("grpc", "http/protobuf")
 ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -76,6 +79,9 @@ def settings_from(params: dict[str, Any], env: dict[str, str] | None = None) -> 
     if interval is not None and not 0 < interval <= MAX_INTERVAL:
         raise ValueError(f"--otlp-interval must be in (0, {MAX_INTERVAL:g}] seconds")
     if not otel_installed():
+        if endpoint is None:  # only an ambient OTEL_* variable asked: not worth refusing to start
+            log.warning("%s is set but OTLP export needs: pip install 'ortel[otel]'", from_env[0])
+            return None
         raise ValueError("OTLP export needs the otel extra: pip install 'ortel[otel]'")
     return OtlpSettings(endpoint, protocol, interval)
 
@@ -103,7 +109,7 @@ class OtlpPush:
         return f"pushing OTLP ({self.settings.protocol}) to {where} {every}".rstrip()
 
     def readings(self) -> list[Reading]:
-        return self.drops.readings()
+        return self.drops.readings(("metrics",))  # the daemon exports no spans
 
     def stop(self) -> None:
         self.export.shutdown(SHUTDOWN_SECONDS)

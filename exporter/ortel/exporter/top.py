@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import select
 import sys
 import threading
@@ -38,12 +39,50 @@ from rich.text import Text
 
 from ortel.instrumentation import catalog as c
 
+from .dashboards import HOST_POWER_ZONES
+
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[str, list[tuple[dict[str, str], float]]]  # sample name -> [(labels, value)]
 
 SORT_KEYS = ("throughput", "p50", "p99", "errors", "model")
 UNKNOWN = "unknown"
 ERROR_STATUS = "error"  # the status label value the shim gives calls that raised
+
+
+HOST_ZONES = re.compile(HOST_POWER_ZONES)
+TEMPERATURES = (
+    (c.TEMPERATURE, ("chip", "label", "sensor")),
+    (c.THERMAL_ZONE_TEMPERATURE, ("type", "zone")),
+    (c.GPU_TEMPERATURE, ("name", "gpu")),
+)
+# The samples a frame reads. Everything else in /metrics is dropped before parsing: the text parser
+# is pure Python, and most of a busy host's /metrics is histogram buckets that top never shows.
+WANTED = frozenset(
+    {
+        c.INFERENCES.name,
+        c.LATENCY_QUANTILE.name,
+        c.ENERGY_PER_INFERENCE.name,
+        c.CPU_UTILIZATION.name,
+        c.MEMORY_USED.name,
+        c.MEMORY_TOTAL.name,
+        c.POWER.name,
+        c.GPU_POWER.name,
+        f"{c.OPERATOR_DURATION.name}_sum",
+        *(m.name for m, _ in TEMPERATURES),
+    }
+)
+
+
+def only(body: str, names: frozenset[str]) -> str:
+    """The sample lines of ``body`` (Prometheus text format) whose metric name is in ``names``."""
+    keep = []
+    for line in body.splitlines():
+        if line and line[0] != "#":
+            brace, space = line.find("{"), line.find(" ")
+            end = min(i for i in (brace, space, len(line)) if i >= 0)
+            if line[:end] in names:
+                keep.append(line)
+    return "\n".join(keep) + "\n"
 
 
 # --- where the numbers come from ------------------------------------------------------------------
@@ -68,10 +107,17 @@ class FetchError(Exception):
 class HttpSource:
     """A daemon's (or any ortel process's) /metrics, in the Prometheus text format."""
 
-    def __init__(self, url: str, timeout: float = 2.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 2.0,
+        token: str | None = None,
+        names: frozenset[str] | None = WANTED,
+    ) -> None:
         self.url = url
         self.description = url
         self.timeout = timeout
+        self.names = names  # None: every sample
         self._headers = {"Accept": "text/plain;version=0.0.4"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -88,6 +134,10 @@ class HttpSource:
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise FetchError(f"cannot reach {self.url}: {reason}") from None
+        if "# TYPE ortel_" not in body:
+            raise FetchError(f"{self.url} is not an ortel /metrics endpoint (no ortel_ metrics)")
+        if self.names is not None:
+            body = only(body, self.names)
         try:
             return _collect(text_string_to_metric_families(body))
         except Exception as e:  # the parser raises ValueError and friends on garbage
@@ -163,7 +213,8 @@ class Row:
     p99: float | None
     errors: float | None  # errors/s
     error_ratio: float | None
-    joules_per_inference: float | None  # None: no energy attribution reported
+    joules_per_inference: float | None  # attributed; None: the endpoint reports none
+    energy_estimated: bool = False  # from estimated power, not a measurement
 
 
 @dataclass(frozen=True)
@@ -180,17 +231,12 @@ class View:
     memory_used: float | None = None
     memory_total: float | None = None
     power: tuple[Reading, ...] = ()
+    # Whole-host CPU+DRAM power over every model's inference rate, by source (not attributed).
+    host_energy_per_inference: tuple[Reading, ...] = ()
     hottest: Reading | None = None
     operators: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
     error: str | None = None
     fetched_at: float | None = None  # time.monotonic() of the data shown
-
-
-TEMPERATURES = (
-    (c.TEMPERATURE, ("chip", "label", "sensor")),
-    (c.THERMAL_ZONE_TEMPERATURE, ("type", "zone")),
-    (c.GPU_TEMPERATURE, ("name", "gpu")),
-)
 
 
 def _where(labels: dict[str, str], names: tuple[str, ...]) -> str:
@@ -229,6 +275,12 @@ class Top:
         for labels, value in s.get(c.LATENCY_QUANTILE.name, ()):
             if not math.isnan(value):
                 quantiles[(*_key(labels, ml), labels.get("quantile", ""))] = value
+        # Attributed joules per inference, per model: a measurement where one exists.
+        energy: dict[str, tuple[float, bool]] = {}
+        for labels, value in s.get(c.ENERGY_PER_INFERENCE.name, ()):
+            model, estimated = labels.get("model", ""), labels.get("source") == "estimated"
+            if not math.isnan(value) and (model not in energy or energy[model][1]):
+                energy[model] = (value, estimated)
         rows = []
         for model, provider in sorted(calls):
             thr = self.rates.rate(("calls", model, provider))
@@ -245,7 +297,7 @@ class Top:
                     quantiles.get((model, provider, "0.99")),
                     err,
                     ratio,
-                    None,
+                    *energy.get(model, (None, False)),
                 )
             )
 
@@ -267,6 +319,16 @@ class Top:
             for lb, v in s.get(c.GPU_POWER.name, ())
             if not math.isnan(v)
         ]
+        host_watts: dict[str, float] = {}
+        for lb, v in s.get(c.POWER.name, ()):
+            if HOST_ZONES.fullmatch(lb.get("zone", "")) and not math.isnan(v):
+                host_watts[lb.get("source", "?")] = host_watts.get(lb.get("source", "?"), 0.0) + v
+        total = sum(r.throughput for r in rows if r.throughput is not None)
+        per_inference = tuple(
+            Reading(src, w / total, src == "estimated")
+            for src, w in sorted(host_watts.items())
+            if total > 0
+        )
         temps = [
             Reading(_where(lb, names) or m.name, v)
             for m, names in TEMPERATURES
@@ -289,6 +351,7 @@ class Top:
             memory_used=_single(s, c.MEMORY_USED.name),
             memory_total=_single(s, c.MEMORY_TOTAL.name),
             power=tuple(power),
+            host_energy_per_inference=per_inference,
             hottest=max(temps, key=lambda r: r.value) if temps else None,
             operators=shares,
             error=None,
@@ -347,6 +410,16 @@ def fmt_seconds(v: float | None) -> str:
     return f"{v / 1e-9:.3g} ns"
 
 
+def fmt_joules(v: float | None, estimated: bool = False) -> str:
+    if v is None:
+        return UNKNOWN
+    mark = "≈" if estimated else ""  # an estimate never passes for a measurement
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6)):
+        if v >= scale:
+            return f"{mark}{v / scale:.3g} {unit}"
+    return f"{mark}{v / 1e-9:.3g} nJ"
+
+
 def fmt_rate(v: float | None) -> str:
     return UNKNOWN if v is None else f"{v:,.1f}"
 
@@ -391,7 +464,7 @@ def render(view: View, state: State, description: str, refresh_hz: float) -> Ren
             fmt_seconds(r.p99),
             fmt_rate(r.errors),
             UNKNOWN if r.error_ratio is None else f"{100 * r.error_ratio:.2f}%",
-            UNKNOWN if r.joules_per_inference is None else f"{r.joules_per_inference:.3g}",
+            fmt_joules(r.joules_per_inference, r.energy_estimated),
         )
     if not view.rows:
         table.add_row("(no inference reported yet)", "", "", "", "", "", "", "")
@@ -405,6 +478,16 @@ def render(view: View, state: State, description: str, refresh_hz: float) -> Ren
         host.append(
             ", ".join(
                 f"{p.where} {'≈' if p.estimated else ''}{p.value:.1f} W" for p in view.power[:6]
+            )
+        )
+    else:
+        host.append(UNKNOWN)
+    host.append("  ·  energy/inference (whole host) ")
+    if view.host_energy_per_inference:
+        host.append(
+            ", ".join(
+                f"{'≈' if e.estimated else ''}{e.value:.3g} J ({e.where})"
+                for e in view.host_energy_per_inference
             )
         )
     else:

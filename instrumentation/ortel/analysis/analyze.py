@@ -347,10 +347,10 @@ def static_control_flow(node: Node, graph: Graph | None) -> tuple[fl.Cost, str]:
             v = graph.tensor(node.inputs[0]).value
             if v is not None and v.size == 1:
                 trip = int(v.reshape(-1)[0])
-        k, note = (trip, f"trip count {trip} (constant)") if trip is not None else (
-            1,
-            "trip count unknown: body counted once",
-        )
+        if trip is not None:
+            k, note = trip, f"trip count {trip} (constant)"
+        else:
+            k, note = 1, "trip count unknown: body counted once"
         return fl.Cost(body.macs * k, body.flops * k, status="control_flow_static"), note
     if node.op_type == "If":
         best = max(bodies.items(), key=lambda kv: kv[1].flops, default=("", fl.Totals()))
@@ -555,8 +555,10 @@ def analyze(
     orig_rows, orig_summary = static_summary(original) if original else ([], {})
     summary = _summary(rows, trace, path, offload, roof, power, total_energy, wall, opts)
     summary["original_model"] = orig_summary
-    summary["total_params"] = orig_summary.get("total_params") if original else (
-        unique_params(graph) if graph is not None else None
+    summary["total_params"] = (
+        orig_summary.get("total_params")
+        if original
+        else (unique_params(graph) if graph is not None else None)
     )
     if optimized is not None:
         summary["optimized_total_params"] = unique_params(optimized.graph)
@@ -577,8 +579,15 @@ def _by_op_type(rows: Iterable[Row], serial: float) -> list[dict[str, Any]]:
     for r in rows:
         a = agg.setdefault(
             r.op_type,
-            {"op_type": r.op_type, "nodes": 0, "time_us": 0.0, "energy_j": 0.0, "macs": 0.0,
-             "flops": 0.0, "unknown": False},  # fmt: skip
+            dict(
+                op_type=r.op_type,
+                nodes=0,
+                time_us=0.0,
+                energy_j=0.0,
+                macs=0.0,
+                flops=0.0,
+                unknown=False,
+            ),  # fmt: skip
         )
         a["nodes"] += 1
         a["time_us"] += r.self_time_us or 0.0

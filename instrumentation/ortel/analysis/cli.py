@@ -177,7 +177,7 @@ def analyze(model: Path, **kw: Any) -> None:
     MACs/FLOPs/bytes, what bounds each op, the critical path and what an accelerator buys."""
     from .energy import FALLBACK_WATTS_PER_THREAD, Power
     from .graph import ModelError, load_model, parse_shape_args
-    from .profile_run import ProfileError, profile, save_optimized
+    from .profile_run import ProfileError, bridge_graph, profile, save_optimized
     from .trace import TraceError, parse_trace
 
     if not model.is_file():
@@ -228,7 +228,10 @@ def analyze(model: Path, **kw: Any) -> None:
                 optimized_path, extended_path = run.optimized_path, run.extended_path
                 power = run.power
             elif kw["optimized_model"] is not None:
-                optimized_path, extended_path = kw["optimized_model"], None
+                optimized_path = kw["optimized_model"]
+                extended_path = bridge_graph(
+                    model, optimized_path, out / "profile", kw["threads"], providers
+                )
             else:
                 optimized_path, extended_path = save_optimized(
                     model, out / "profile", kw["opt_level"], kw["threads"], providers
@@ -358,9 +361,7 @@ def hostinfo(refresh: bool, as_json: bool, cache: Path | None) -> None:
         info, how = host_info(
             c,
             refresh=refresh,
-            progress=lambda what, f: prog.update(
-                task, completed=(0 if what == "GEMM" else 1) + f
-            ),
+            progress=lambda what, f: prog.update(task, completed=(0 if what == "GEMM" else 1) + f),
         )
     if as_json:
         click.echo(json.dumps(info.to_json() | {"source": how, "cache": str(c.path)}, indent=2))
@@ -373,4 +374,3 @@ def hostinfo(refresh: bool, as_json: bool, cache: Path | None) -> None:
     )
     click.echo(f"ridge       {info.peak_flops / info.mem_bw:.3g} FLOP/byte")
     click.echo(f"source      {how} ({c.path})")
-

@@ -382,14 +382,22 @@ register("GRU", family="rnn")(_rnn(3, 2 * 4 + 1 + 5 + 6))
 register("RNN", family="rnn")(_rnn(1, 1 + 2))
 
 
-# --- element-wise ---------------------------------------------------------------------------------
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+# --- element-wise -------------------------------------------------------------------------------
 ELEMENTWISE: dict[str, int] = {
     # one operation per output element
     **dict.fromkeys(
-        "Add Sub Mul Div Neg Abs Relu Sign Floor Ceil Round Reciprocal Sqrt Exp Log Erf Sin Cos "
-        "Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh Tanh Pow Mod BitShift Equal Greater Less "
-        "GreaterOrEqual LessOrEqual And Or Xor Not IsNaN IsInf Where ThresholdedRelu BitwiseAnd "
-        "BitwiseOr BitwiseXor BitwiseNot PRelu".split(),
+        _words(
+            """
+            Add Sub Mul Div Neg Abs Relu Sign Floor Ceil Round Reciprocal Sqrt Exp Log Erf
+            Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh Tanh Pow Mod BitShift
+            Equal Greater Less GreaterOrEqual LessOrEqual And Or Xor Not IsNaN IsInf Where
+            ThresholdedRelu BitwiseAnd BitwiseOr BitwiseXor BitwiseNot
+            """
+        ),
         1,
     ),
     "PRelu": 2,
@@ -451,7 +459,7 @@ def _dyn_quant(op: OpInfo) -> tuple[int, int]:
     return 0, 4 * _in(op)  # min, max, scale, round
 
 
-# --- normalisation, softmax, reductions, pooling ---------------------------------------------------
+# --- normalisation, softmax, reductions, pooling -------------------------------------------------
 def _per_input(per: int) -> Callable[[OpInfo], tuple[int, int]]:
     def fn(op: OpInfo) -> tuple[int, int]:
         return 0, per * _in(op)
@@ -533,7 +541,7 @@ def _resize(op: OpInfo) -> tuple[int, int]:
     return 0, 2 * taps * _out(op)
 
 
-# --- data movement (0 FLOPs, bytes only) -----------------------------------------------------------
+# --- data movement (0 FLOPs, bytes only) ---------------------------------------------------------
 def _zero(op: OpInfo) -> tuple[int, int]:
     return 0, 0
 
@@ -562,13 +570,15 @@ def _shape_bytes(op: OpInfo) -> tuple[int, int, int]:
     return 0, 0, (out.nbytes or 0) if out else 0  # metadata only
 
 
-DATA_OPS = (
-    "Concat Split Transpose Reshape Flatten Squeeze Unsqueeze Identity Expand Tile Pad "
-    "DepthToSpace SpaceToDepth Cast CastLike ConstantOfShape Range EyeLike Trilu OneHot "
-    "ScatterND ScatterElements GatherElements GatherND Compress ReverseSequence Dropout "
-    "Optional OptionalGetElement OptionalHasElement SequenceAt SequenceConstruct SequenceEmpty "
-    "SplitToSequence ConcatFromSequence"
-).split()
+DATA_OPS = _words(
+    """
+    Concat Split Transpose Reshape Flatten Squeeze Unsqueeze Identity Expand Tile Pad
+    DepthToSpace SpaceToDepth Cast CastLike ConstantOfShape Range EyeLike Trilu OneHot
+    ScatterND ScatterElements GatherElements GatherND Compress ReverseSequence Dropout
+    Optional OptionalGetElement OptionalHasElement SequenceAt SequenceConstruct
+    SequenceEmpty SplitToSequence ConcatFromSequence
+    """
+)
 for _op in DATA_OPS:
     register(_op, kind="data")(_zero)
 register("Gather", kind="data", bytes_fn=_gather_bytes)(_zero)

@@ -212,7 +212,6 @@ def analyse_proto(
     fold: bool = True,
     path: Path | None = None,
 ) -> Model:
-    import onnx
 
     opsets = {(o.domain or ""): o.version for o in proto.opset_import}
     warnings: list[str] = []
@@ -399,7 +398,7 @@ def _patch_control_flow(work: Any, inferred: Any) -> bool:
             cands = {s[k] for s in shapes if k < len(s)}
             if len(cands) != 1:
                 continue
-            (dims, elem), = cands
+            ((dims, elem),) = cands
             if dims is None or not all(isinstance(d, int) for d in dims):
                 continue
             work.graph.value_info.append(helper.make_tensor_value_info(name, elem, list(dims)))
@@ -506,9 +505,9 @@ def _fold_round(
             continue
         values = {t: consts.get(t) for t in ins}
         outs = [t for t in n.output if t]
-        big = any(
-            (infos.get(t, TensorInfo()).numel or 0) > MAX_FOLD_ELEMENTS for t in outs
-        ) or any(v is None for v in values.values())
+        big = any((infos.get(t, TensorInfo()).numel or 0) > MAX_FOLD_ELEMENTS for t in outs) or any(
+            v is None for v in values.values()
+        )
         results: list[np.ndarray | None] = [None] * len(outs)
         if not big:
             results = _evaluate(n, values, opset) or results
@@ -618,9 +617,7 @@ def _build_graph(
             twin_subs = [twin_attr.g] if twin_attr.HasField("g") else list(twin_attr.graphs)
             for j, (sg, tg) in enumerate(zip(subs, twin_subs)):
                 key = a.name if len(subs) == 1 else f"{a.name}[{j}]"
-                node.subgraphs[key] = _build_graph(
-                    sg, _tensor_infos(tg), None, set(), graph, tg
-                )
+                node.subgraphs[key] = _build_graph(sg, _tensor_infos(tg), None, set(), graph, tg)
         nodes.append(node)
     graph.nodes = nodes
     graph.__post_init__()

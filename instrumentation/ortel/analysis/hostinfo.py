@@ -161,7 +161,7 @@ def measure_triad(
         done = time.perf_counter() - start
         if progress:
             progress("triad", min(done / seconds, 1.0))
-        if done >= seconds:
+        if done >= seconds and best > 0:  # at least one timed trial after the warm one
             return best
 
 

@@ -13,7 +13,8 @@ Rules, in order:
    after the output *tensor* of the node they replace plus ``_nchwc``.
 2. **Tensors.** Fusions keep the boundary tensors' names: walking back from an after-node's
    outputs through the before graph, every producer reached before a tensor that still exists
-   after the rewrite was absorbed into it (Conv+BN+Relu → FusedConv, MatMul+Add+Gelu → BiasGelu).
+   after the rewrite was absorbed into it (Conv+BN+Relu → FusedConv, MatMul+Add+Gelu → BiasGelu);
+   no-ops and constant subgraphs met on the way are left to rule 3.
 3. **Constants and no-ops.** Leftover nodes computable from constants were folded; Identity and
    Dropout were eliminated.
 4. **Upstream fusion** (NCHWc only: its tensors are renamed, so rule 2 cannot see it). A
@@ -79,8 +80,11 @@ def map_graphs(before: Graph, after: Graph, upstream: bool = False) -> Mapping:
             b = by_name[a.name]
         if b is not None and id(b) not in claim:
             take(b, a)
-    # 2. tensors: walk back from the outputs until a tensor that still exists after the rewrite
+    # 2. tensors: walk back from the outputs until a tensor that still exists after the rewrite.
+    # No-ops and constant subgraphs are not walked into: their outputs vanish because they were
+    # eliminated or folded (rule 3), not fused.
     after_tensors = after.tensor_names()
+    consts = _consts(before)
     for a in after.nodes:
         own = {t for t in a.outputs if t}
         stack = [t for t in a.outputs if t and t in before.producers]
@@ -93,12 +97,13 @@ def map_graphs(before: Graph, after: Graph, upstream: bool = False) -> Mapping:
             b = before.producers.get(t)
             if b is None or (id(b) in claim and claim[id(b)] is not a):
                 continue
+            if b.op_type in NO_OP or b.folded or all(x in consts for x in b.outputs if x):
+                continue
             take(b, a)
             for i in b.inputs:
                 if i and i not in own and i not in after_tensors and i in before.producers:
                     stack.append(i)
     # 3. constants and no-ops, 4. upstream fusion
-    consts = _consts(before)
     fate: dict[str, str] = {}
     for b in before.nodes:  # topological order: a producer is decided before its consumers
         if id(b) in claim:

@@ -56,7 +56,9 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        return self.nodes[0] if len(self.nodes) == 1 else f"{self.nodes[0]} (+{len(self.nodes) - 1})"
+        return (
+            self.nodes[0] if len(self.nodes) == 1 else f"{self.nodes[0]} (+{len(self.nodes) - 1})"
+        )
 
 
 @dataclass
@@ -180,11 +182,7 @@ def find(
         )
     res.eligible = len(eligible)
     res.candidates = sorted(
-        (
-            c
-            for c in eligible
-            if c.share_time >= threshold or (c.share_energy or 0.0) >= threshold
-        ),
+        (c for c in eligible if c.share_time >= threshold or (c.share_energy or 0.0) >= threshold),
         key=lambda c: -c.time_us,
     )
     by_type: dict[str, list[Candidate]] = {}

@@ -156,11 +156,7 @@ def profile(
     seconds = time.perf_counter() - t0
     trace = Path(sess.end_profiling())
     optimized = out / "optimized.onnx"
-    extended = None
-    if opt_level in ("all", "layout") and _has_nchwc(optimized):
-        ext_opts = _options("extended", threads, out, "optimized_extended.onnx", False)
-        ort.InferenceSession(str(model_path), ext_opts, providers=providers)
-        extended = out / "optimized_extended.onnx"
+    extended = bridge_graph(model_path, optimized, out, threads, providers)
     return ProfileRun(
         trace,
         optimized,
@@ -173,6 +169,31 @@ def profile(
         n_threads,
         opt_level,
     )
+
+
+def bridge_graph(
+    model_path: Path,
+    optimized: Path,
+    out: Path,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+) -> Path | None:
+    """The extended-level graph, when ``optimized`` has NCHWc nodes (renamed tensors): the
+    bridge that lets fused nodes be traced back to the original ones."""
+    import onnxruntime as ort
+
+    if not _has_nchwc(optimized):
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        ort.InferenceSession(
+            str(model_path),
+            _options("extended", threads, out, "optimized_extended.onnx", False),
+            providers=list(providers or ["CPUExecutionProvider"]),
+        )
+    except Exception as e:
+        raise ProfileError(f"ONNX Runtime cannot load the model: {_short(e)}") from None
+    return out / "optimized_extended.onnx"
 
 
 def save_optimized(
@@ -188,21 +209,12 @@ def save_optimized(
     out.mkdir(parents=True, exist_ok=True)
     providers = list(providers or ["CPUExecutionProvider"])
     try:
-        ort.InferenceSession(
-            str(model_path), _options(opt_level, threads, out, "optimized.onnx", False),
-            providers=providers,
-        )  # fmt: skip
+        so = _options(opt_level, threads, out, "optimized.onnx", False)
+        ort.InferenceSession(str(model_path), so, providers=providers)
     except Exception as e:
         raise ProfileError(f"ONNX Runtime cannot load the model: {_short(e)}") from None
     optimized = out / "optimized.onnx"
-    extended = None
-    if opt_level in ("all", "layout") and _has_nchwc(optimized):
-        ort.InferenceSession(
-            str(model_path), _options("extended", threads, out, "optimized_extended.onnx", False),
-            providers=providers,
-        )  # fmt: skip
-        extended = out / "optimized_extended.onnx"
-    return optimized, extended
+    return optimized, bridge_graph(model_path, optimized, out, threads, providers)
 
 
 def _short(e: BaseException) -> str:

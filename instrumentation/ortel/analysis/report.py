@@ -293,7 +293,7 @@ def _bars(items: list[tuple[str, float, str]], unit_fmt, width: int = 640) -> st
         y = i * h + 2
         w = (width - label_w - 90) * v / top
         parts.append(
-            f'<g><title>{_esc(tip)}</title>'
+            f"<g><title>{_esc(tip)}</title>"
             f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" class="l">'
             f"{_esc(label[:32])}</text>"
             f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1):.1f}" height="{h - 6}" '
@@ -331,7 +331,9 @@ def _roofline_svg(a: Analysis, width: int = 640, height: int = 400) -> str:
         return ml + pw * (math.log10(v) - math.log10(x_lo)) / (math.log10(x_hi) - math.log10(x_lo))
 
     def y(v: float) -> float:
-        return mt + ph * (1 - (math.log10(v) - math.log10(y_lo)) / (math.log10(y_hi) - math.log10(y_lo)))
+        return mt + ph * (
+            1 - (math.log10(v) - math.log10(y_lo)) / (math.log10(y_hi) - math.log10(y_lo))
+        )
 
     out = [f'<svg width="{width}" height="{height}" role="img">']
     for t in _log_ticks(x_lo, x_hi):
@@ -431,12 +433,15 @@ def render_html(a: Analysis, title: str) -> str:
         ("serial sum of node times", us(s["serial_sum_us"])),
         ("critical path", us(s["critical_path_us"])),
         ("parallelism slack", us(s["parallelism_slack_us"])),
-        ("roof", f"{si(a.roof.peak_flops, 'FLOP/s')}, {si(a.roof.mem_bw, 'B/s')} "
-                 f"({a.roof.source})"),  # fmt: skip
+        (
+            "roof",
+            f"{si(a.roof.peak_flops, 'FLOP/s')}, {si(a.roof.mem_bw, 'B/s')} ({a.roof.source})",
+        ),
         (
             "power",
-            "—" if a.power is None else f"{a.power.watts:.3g} W ({a.power.source}: "
-            f"{a.power.detail})",
+            "—"
+            if a.power is None
+            else f"{a.power.watts:.3g} W ({a.power.source}: {a.power.detail})",
         ),
         ("energy per inference", si(s["energy_per_inference_j"], "J")),
         (
@@ -503,6 +508,20 @@ def render_html(a: Analysis, title: str) -> str:
     legend = "".join(
         f'<span class="key" style="background:{c}"></span>{k}' for k, c in COLORS.items()
     )
+    cols = ["time", "latency", "energy", "FLOP/B", "speedup", "energy gain"]
+    off_table = (
+        _table(["candidate", "ops", *cols], off_rows)
+        if off_rows
+        else "<p>no single node or chain above the threshold</p>"
+    )
+    group_table = (
+        _table(["op type", "chains", *cols], group_rows)
+        if group_rows
+        else "<p>no eligible chain</p>"
+    )
+    node_headers = ["node", "op", "provider", "self time", "share", "MACs", "FLOP/B", "bound"]
+    node_headers += ["% roof", "energy", "critical", "original nodes"]
+    energy_gain = "" if o.set_speedup_energy is None else f", {o.set_speedup_energy:.2f}x energy"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{_esc(title)} — ortel analyze</title>
 <style>{CSS}</style></head><body>
@@ -518,15 +537,11 @@ def render_html(a: Analysis, title: str) -> str:
 parallelism.</p>{_gantt_svg(a)}
 <h2>Offload candidates (kernel speedup {o.accel_speedup:g}x)</h2>
 <p>Chosen set: {o.eligible} eligible chain(s), {pct(o.set_share_time)} of latency →
-end-to-end {o.set_speedup_latency:.2f}x latency{'' if o.set_speedup_energy is None else
-f', {o.set_speedup_energy:.2f}x energy'} (Amdahl).</p>
-{_table(["candidate", "ops", "time", "latency", "energy", "FLOP/B", "speedup", "energy gain"],
-        off_rows) if off_rows else "<p>no single node or chain above the threshold</p>"}
+end-to-end {o.set_speedup_latency:.2f}x latency{energy_gain} (Amdahl).</p>
+{off_table}
 <h3>By operator type</h3>
-{_table(["op type", "chains", "time", "latency", "energy", "FLOP/B", "speedup", "energy gain"],
-        group_rows) if group_rows else "<p>no eligible chain</p>"}
+{group_table}
 <h2>Top nodes</h2>
-{_table(["node", "op", "provider", "self time", "share", "MACs", "FLOP/B", "bound", "% roof",
-         "energy", "critical", "original nodes"], node_rows)}
+{_table(node_headers, node_rows)}
 </body></html>
 """

@@ -37,18 +37,11 @@ def place(flops: int | None, bytes_moved: int | None, seconds: float | None, roo
     that run. A node that moves bytes but does no arithmetic is memory bound (intensity 0)."""
     if flops is None or bytes_moved is None:
         return Point(None, None, None, None, "unknown")
-    if bytes_moved <= 0:
-        ai = float("inf") if flops > 0 else None
-    else:
-        ai = flops / bytes_moved
+    ai = flops / bytes_moved if bytes_moved > 0 else (float("inf") if flops > 0 else None)
     if ai is None:
         return Point(None, None, None, None, "unknown")
     attainable = min(roof.peak_flops, ai * roof.mem_bw)
     achieved = flops / seconds if seconds and seconds > 0 else None
-    pct = (
-        100.0 * achieved / attainable
-        if achieved is not None and attainable > 0
-        else None
-    )
+    pct = 100.0 * achieved / attainable if achieved is not None and attainable > 0 else None
     bound = "compute" if ai >= roof.ridge else "memory"
     return Point(ai, attainable, achieved, pct, bound)

@@ -53,9 +53,7 @@ class _Builder:
         self.nodes.append(helper.make_node(op, inputs, outs, name=name, **attrs))
         return outs[0] if n_out == 1 else outs
 
-    def finish(
-        self, name: str, inputs: list[Any], outputs: list[Any], opset: int = OPSET
-    ) -> bytes:
+    def finish(self, name: str, inputs: list[Any], outputs: list[Any], opset: int = OPSET) -> bytes:
         import onnx
         from onnx import helper
 
@@ -228,7 +226,11 @@ def encoder_macs(batch: int, seq: int, hidden: int = 64, ffn: int = 256) -> int:
 
 
 def gpt_decoder_model(
-    layers: int = 2, hidden: int = 64, heads: int = 4, vocab: int = 256, max_positions: int = 256,
+    layers: int = 2,
+    hidden: int = 64,
+    heads: int = 4,
+    vocab: int = 256,
+    max_positions: int = 256,
     seed: int = 0,
 ) -> bytes:
     """A GPT-style decoder with a KV cache.
@@ -452,7 +454,9 @@ RESNET_PUBLISHED = {  # depth: (GMACs at 224x224, parameters)
 }
 
 
-def resnet_model(depth: int = 50, image_size: int = 224, classes: int = 1000, seed: int = 0) -> bytes:
+def resnet_model(
+    depth: int = 50, image_size: int = 224, classes: int = 1000, seed: int = 0
+) -> bytes:
     """torchvision's ResNet (v1.5: stride on the 3x3 conv) with random weights:
     ``image [batch, 3, S, S]`` -> ``logits [batch, classes]``. Convolutions have no bias; every
     BatchNormalization carries scale, bias, mean and variance (the latter two are not

@@ -61,7 +61,9 @@ class ScanReport:
     def warnings(self, path: str = "trace") -> list[str]:
         out = []
         if self.truncated:
-            out.append(f"{path}: truncated; parsed the {self.events} complete events before the cut")
+            out.append(
+                f"{path}: truncated; parsed the {self.events} complete events before the cut"
+            )
         if self.garbled:
             out.append(f"{path}: skipped {self.garbled} unparseable stretch(es)")
         return out
@@ -191,7 +193,7 @@ def _signature(shapes: Any) -> Signature | None:
     for s in shapes:
         if not isinstance(s, dict) or len(s) != 1:
             return None
-        (dtype, dims), = s.items()
+        ((dtype, dims),) = s.items()
         if not isinstance(dims, list) or not all(isinstance(d, int) for d in dims):
             return None
         out.append((str(dtype), tuple(dims)))
@@ -214,6 +216,7 @@ class NodeStats:
     shapes: dict[tuple[Signature | None, Signature | None], int] = field(default_factory=dict)
     other_shapes: int = 0  # executions whose shapes were not remembered (cap reached)
     thread_ids: set[int] = field(default_factory=set)
+    _last: tuple[Any, Any, Any] = (None, None, None)  # raw shapes of the last call, signature
 
     def add(self, dur_us: float, start_us: float, ins: Any, outs: Any, tid: Any) -> None:
         self.count += 1
@@ -222,7 +225,10 @@ class NodeStats:
         self.max_us = max(self.max_us, dur_us)
         self.start_sum_us += start_us
         self.sketch.add(max(dur_us, 0.001) * 1e-6)
-        sig = (_signature(ins), _signature(outs))
+        last_in, last_out, sig = self._last
+        if sig is None or ins != last_in or outs != last_out:  # shapes rarely change: compare
+            sig = (_signature(ins), _signature(outs))
+            self._last = (ins, outs, sig)
         if sig in self.shapes or len(self.shapes) < MAX_SHAPE_SIGNATURES:
             self.shapes[sig] = self.shapes.get(sig, 0) + 1
         else:
@@ -249,6 +255,9 @@ class NodeStats:
         return max(self.shapes.items(), key=lambda kv: kv[1])[0]
 
 
+MAX_RUNS_LISTED = 10_000  # per-run durations kept in order (memory stays bounded)
+
+
 @dataclass
 class RunStats:
     count: int = 0
@@ -256,8 +265,11 @@ class RunStats:
     min_us: float = float("inf")
     max_us: float = 0.0
     sketch: LogSketch = field(default_factory=LogSketch)
+    durations_us: list[float] = field(default_factory=list)  # the first MAX_RUNS_LISTED
 
     def add(self, dur_us: float) -> None:
+        if len(self.durations_us) < MAX_RUNS_LISTED:
+            self.durations_us.append(dur_us)
         self.count += 1
         self.total_us += dur_us
         self.min_us = min(self.min_us, dur_us)
@@ -302,6 +314,7 @@ class TraceSummary:
             "run_min_us": self.runs.min_us if self.runs.count else None,
             "run_max_us": self.runs.max_us if self.runs.count else None,
             "warmup_runs_us": self.warmup_runs_us,
+            "runs_us": self.runs.durations_us,
             "session": self.session,
             "events": self.report.events,
             "truncated": self.report.truncated,
@@ -436,9 +449,7 @@ def _num(v: Any) -> float:
         return 0.0
 
 
-def parse_trace(
-    path: str | Path, warmup_runs: int = 1, progress: Any = None
-) -> TraceSummary:
+def parse_trace(path: str | Path, warmup_runs: int = 1, progress: Any = None) -> TraceSummary:
     """Stream ``path`` into a ``TraceSummary``. ``progress(chars_read)`` is called per chunk."""
     report = ScanReport()
     agg = TraceAggregator(warmup_runs)

@@ -23,6 +23,8 @@ _EXPORTS = {
     "start_http_server": "server",
     "make_registry": "server",
     "enable_multiprocess": "multiproc",
+    "energy": "meter",
+    "EnergyMeter": "meter",
     "RECORDER": "recorder",
     "Recorder": "recorder",
 }

@@ -752,6 +752,118 @@ CARBON = _define(
 
 # --- energy attribution (issue 4) ---------------------------------------------------------------
 # (anchor: attribution metrics go here)
+# The daemon splits each energy source's measured (or estimated) energy every sampling interval
+# (exporter/ortel/exporter/attribution.py, docs/energy.md). source is "measured" or "estimated";
+# the window gauges say "estimated" as soon as any of the energy they divide is an estimate.
+INFERENCE_ENERGY = _define(
+    "ortel_inference_energy_joules_total",
+    "counter",
+    "joules",
+    "Energy attributed to the model's inferences: each interval's non-idle energy of a source, "
+    "shared among processes by CPU time (CPU) or GPU utilisation (GPU), then within a process "
+    "among models by inference busy time. device: cpu or gpu; source: measured or estimated.",
+    ("model", "device", "source"),
+    "ortel.inference.energy",
+)
+ENERGY_ATTRIBUTION = _define(
+    "ortel_energy_attribution_joules_total",
+    "counter",
+    "joules",
+    "Every joule the attribution took in, by part: attributed (the sum of "
+    "ortel_inference_energy_joules_total), idle (the source's idle power), unattributed (other "
+    "processes, instrumented processes outside inference, intervals without data). The parts "
+    "add up to what the source measured since the daemon's first interval.",
+    ("device", "source", "part"),
+    "ortel.energy.attribution",
+)
+ENERGY_PER_INFERENCE = _define(
+    "ortel_inference_energy_per_inference_joules",
+    "gauge",
+    "joules",
+    "Attributed joules per inference call (ok and error) of the model over the sliding window.",
+    ("model", "source"),
+    "ortel.inference.energy_per_inference",
+)
+INFERENCES_PER_JOULE = _define(
+    "ortel_inferences_per_joule",
+    "gauge",
+    "",
+    "Inference calls of the model per attributed joule over the sliding window.",
+    ("model", "source"),
+    "ortel.inference.per_joule",
+    otel_unit="{inference}",
+)
+ENERGY_PER_TOKEN = _define(
+    "ortel_energy_per_token_joules",
+    "gauge",
+    "joules",
+    "Attributed joules per generated token (ortel_generated_tokens_total) of the model over "
+    "the sliding window.",
+    ("model", "source"),
+    "ortel.gen_ai.energy_per_token",
+)
+FLOPS_PER_WATT = _define(
+    "ortel_flops_per_watt",
+    "gauge",
+    "",
+    "Floating-point operations per attributed joule (FLOP/s per watt) of the model over the "
+    "sliding window: the FLOPs per inference declared with flops= times its successful "
+    "inferences, divided by its attributed energy.",
+    ("model", "source"),
+    "ortel.inference.flops_per_watt",
+    otel_unit="{flop}",
+)
+INFERENCE_CARBON = _define(
+    "ortel_inference_carbon_grams_total",
+    "counter",
+    "",
+    "CO2-equivalent grams of the energy attributed to the model's inferences "
+    "(--grid-intensity-g-per-kwh at the time).",
+    ("model", "source"),
+    "ortel.inference.carbon",
+    otel_unit="g",
+)
+CARBON_PER_INFERENCE = _define(
+    "ortel_inference_carbon_per_inference_grams",
+    "gauge",
+    "",
+    "CO2-equivalent grams per inference call of the model over the sliding window.",
+    ("model", "source"),
+    "ortel.inference.carbon_per_inference",
+    otel_unit="g",
+)
+EFFICIENCY_COMPONENT = _define(
+    "ortel_efficiency_component_ratio",
+    "gauge",
+    "ratio",
+    "One component of ortel_efficiency_score over the sliding window (docs/energy.md): "
+    "active_energy (share of the measured energy above idle, host), inference_energy (share of "
+    "that active energy attributed to inference, host), energy_per_inference (the model's best "
+    "window joules per inference since the daemon started over the current one), sla_compliance "
+    "(where a latency target is set).",
+    ("model", "source", "component"),
+    "ortel.efficiency.component",
+)
+EFFICIENCY_SCORE = _define(
+    "ortel_efficiency_score",
+    "gauge",
+    "",
+    "Efficiency score from 0 to 100: 100 times the mean of the model's "
+    "ortel_efficiency_component_ratio components (equal weights; docs/energy.md).",
+    ("model", "source"),
+    "ortel.efficiency.score",
+)
+BLOCK_ENERGY = _define(
+    "ortel_inference_block_energy_joules_total",
+    "counter",
+    "joules",
+    "Energy the host's counters measured during the model's ortel.instrumentation.energy() "
+    "blocks, read in-process: the whole host's (device cpu) or GPUs' (device gpu) energy while "
+    "the block ran, other work included; not attributed.",
+    ("model", "device", "source"),
+    "ortel.inference.block_energy",
+    source="shim",
+)
 
 # --- operators and generation (issues 5, 6) -----------------------------------------------------
 # (anchor: operator and LLM metrics go here)

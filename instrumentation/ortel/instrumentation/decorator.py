@@ -20,14 +20,16 @@ def profiled(
     provider: str = "unknown",
     sla_seconds: float | None = None,
     buckets: tuple[float, ...] | None = None,
+    flops: float | None = None,
     recorder: Recorder = RECORDER,
 ) -> Callable[[F], F]:
     """Record every call of the decorated function (sync or async) as one inference.
 
     The first call is also reported as the cold start (``ortel_first_inference_seconds``).
     When OTel tracing is on at decoration time, each call is also a span (see ``tracing``).
+    ``flops``: the FLOPs of one call, where known (for ``ortel_flops_per_watt``).
     """
-    series = recorder.series(model, provider, sla_seconds=sla_seconds, buckets=buckets)
+    series = recorder.series(model, provider, sla_seconds=sla_seconds, buckets=buckets, flops=flops)
 
     def decorate(fn: F) -> F:
         ok = series.ok.append
@@ -91,10 +93,11 @@ class track:  # noqa: N801 - used like a function: ``with track(model=...) as t`
         sla_seconds: float | None = None,
         buckets: tuple[float, ...] | None = None,
         items: int | None = None,
+        flops: float | None = None,
         recorder: Recorder = RECORDER,
     ) -> None:
         self._series: Series = recorder.series(
-            model, provider, sla_seconds=sla_seconds, buckets=buckets
+            model, provider, sla_seconds=sla_seconds, buckets=buckets, flops=flops
         )
         self.items = items
         self._t0 = 0

@@ -101,6 +101,7 @@ class OperatorSampler:
         self.due = [False]  # read on the hot path; set by the timer thread
         self.samples = 0
         self.errors = 0
+        self.cpu_seconds = 0.0  # the sampler thread's CPU time spent on samples
         self.last_error: str | None = None
         self._feeds: dict[str, Any] | None = None
         self._have_feeds = threading.Event()
@@ -151,18 +152,19 @@ class OperatorSampler:
             self._fail(f"cannot copy the inputs: {type(e).__name__}: {e}")
             return
         self._feeds = feeds
+        self._idle.clear()  # busy from now until the sample is folded (waiting is not busy)
         self._have_feeds.set()
 
     # -- the sampler thread ----------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self._idle.clear()
             self.due[0] = True
             while not self._have_feeds.wait(0.5):  # until the application runs an inference
                 if self._stop.is_set():
                     return
             self._have_feeds.clear()
             feeds, self._feeds = self._feeds, None
+            cpu0 = time.thread_time()
             try:
                 if feeds is not None:
                     sample = self.profile_once(feeds)
@@ -171,6 +173,8 @@ class OperatorSampler:
             except Exception as e:  # a sample that fails must never disturb inference
                 self._fail(f"{type(e).__name__}: {e}")
             finally:
+                # ORT's own threads (intra-op pool of the profiling session) are not counted
+                self.cpu_seconds += time.thread_time() - cpu0
                 self._idle.set()
 
     def profile_once(self, feeds: dict[str, Any]) -> OperatorSample:

@@ -98,7 +98,9 @@ class OperatorState:
         )
         for item in hists:
             if not (isinstance(item, list) and len(item) == 3):
-                raise ValueError("operators: hists must be a list of [op_type, provider, histogram]")
+                raise ValueError(
+                    "operators: hists must be a list of [op_type, provider, histogram]"
+                )
             key = (_label(item[0], "op_type"), _label(item[1], "provider"))
             out.hists[key] = Hist.from_json(item[2], n)
         return out

@@ -29,11 +29,9 @@ from opentelemetry.sdk.resources import Resource, ResourceDetector
 from . import tracing
 from .instrumentor import OnnxRuntimeInstrumentor, _instruments
 from .otlp import (
-    DROPS,
     MeterProviderHook,
     OtlpExport,
     ReadingsProducer,
-    _with_drops,
     make_resource,
     ortel_version,
 )
@@ -105,8 +103,9 @@ class OnnxRuntimeOtelInstrumentor(BaseInstrumentor):
             spans=spans,
         )
         if isinstance(meter_provider, MeterProvider):
-            producer = ReadingsProducer(_with_drops(recorder.readings, DROPS))
-            self._hook = MeterProviderHook(meter_provider, producer)
+            # No ortel_otlp_dropped_total here: the pipeline is the SDK's, whose drops ortel
+            # cannot count (exporting 0 would claim it had).
+            self._hook = MeterProviderHook(meter_provider, ReadingsProducer(recorder.readings))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         OnnxRuntimeInstrumentor().uninstrument()

@@ -87,9 +87,10 @@ class Drops:
     def get(self, signal: str, reason: str) -> int:
         return self._counts.get((signal, reason), 0)
 
-    def readings(self) -> list[Reading]:
+    def readings(self, signals: tuple[str, ...] = ("spans", "metrics")) -> list[Reading]:
+        """The counts of the signals this process exports (zero until something is dropped)."""
         with self._lock:
-            items = list(self._counts.items())
+            items = [(k, n) for k, n in self._counts.items() if k[0] in signals]
         return [Reading(c.OTLP_DROPPED, key, float(n)) for key, n in items]
 
 
@@ -442,19 +443,21 @@ class BoundedSpanProcessor(SpanProcessor):
         t.start()
         return done.wait(timeout_millis / 1000)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Export what is queued, waiting at most ``timeout`` seconds (an unreachable collector
+        must not hold the process's exit for long)."""
         self._stopping = True
         self._wake.set()
-        self._worker.join(timeout=5.0)
-        self.force_flush(5_000)
+        self._worker.join(timeout=timeout / 2)
+        self.force_flush(int(timeout * 500))
         self.exporter.shutdown()
 
 
 # --- a whole pipeline ---------------------------------------------------------------------------
 def _with_drops(
-    source: Callable[[], Iterable[Reading]], drops: Drops
+    source: Callable[[], Iterable[Reading]], drops: Drops, signals: tuple[str, ...]
 ) -> Callable[[], list[Reading]]:
-    return lambda: [*source(), *drops.readings()]
+    return lambda: [*source(), *drops.readings(signals)]
 
 
 def make_resource(default_service: str, attributes: Mapping[str, Any] | None = None) -> Resource:
@@ -506,7 +509,7 @@ class OtlpExport:
             metric_readers=[self.reader], resource=resource, shutdown_on_exit=False
         )
         if include_drops:
-            source = _with_drops(source, drops)
+            source = _with_drops(source, drops, ("metrics", "spans") if traces else ("metrics",))
         self.hook = MeterProviderHook(self.meter_provider, ReadingsProducer(source))
         self.tracer_provider: Any = None
         self.span_processor: BoundedSpanProcessor | None = None

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ortel.instrumentation")
 
 FLUSH_INTERVAL = 1.0  # seconds between background folds (and snapshot writes)
+FOLD_CHUNK = 4096  # durations folded per numpy pass (32 KiB arrays)
 MAX_ALIASES = 10_000  # label values remembered as mapping to another series (cut, cleaned, capped)
 _INV_LN_GAMMA = 1.0 / LN_GAMMA
 
@@ -96,10 +97,13 @@ class Series:
         """Move the buffers into the folded state. Called with the recorder's lock held."""
         st = self.state
         n = len(self.ok)
-        if n:
-            arr = np.array(self.ok[:n], dtype=np.int64)
-            del self.ok[:n]
+        # In chunks: temporaries stay under glibc's mmap threshold (128 KiB), so a busy process
+        # reuses the same small heap blocks every fold instead of fragmenting its heap.
+        for i in range(0, n, FOLD_CHUNK):
+            arr = np.array(self.ok[i : min(i + FOLD_CHUNK, n)], dtype=np.int64)
             _fold_ok(st, arr, self._bounds_ns, self._sla_ns, now)
+        if n:
+            del self.ok[:n]
         n = len(self.items)
         if n:
             st.items += sum(self.items[:n])
@@ -209,8 +213,10 @@ class Recorder:
         *,
         sla_seconds: float | None = None,
         buckets: tuple[float, ...] | None = None,
+        flops: float | None = None,
     ) -> Series:
-        """Get or create the series; the first caller's SLA and buckets win for the process.
+        """Get or create the series; the first caller's SLA and buckets win for the process
+        (``flops``, the FLOPs of one inference: the first caller that declares them).
 
         Label values are cleaned (valid UTF-8, cut to what exposition shows) and capped here,
         once per distinct value, off the hot path: values beyond a label's cap of distinct values
@@ -220,12 +226,16 @@ class Recorder:
         if s is None:
             s = self._aliases.get(raw)
         if s is not None:
+            if flops is not None and s.state.flops is None:
+                s.state.flops = _flops(flops)
             return s
         from .exposition import clean_label  # prometheus_client: only when a series is created
 
         with self._lock:
             s = self._aliases.get(raw)
             if s is not None:
+                if flops is not None and s.state.flops is None:
+                    s.state.flops = _flops(flops)
                 return s
             admit = self.limiter.admit
             key = (admit("model", clean_label(model)), admit("provider", clean_label(provider)))
@@ -236,6 +246,8 @@ class Recorder:
                 )
                 s = self._series[key] = Series(st, self.limiter)
                 self._ensure_flusher()
+            if flops is not None and s.state.flops is None:
+                s.state.flops = _flops(flops)
             if key != raw and len(self._aliases) < MAX_ALIASES:
                 self._aliases[raw] = s
             return s
@@ -258,6 +270,13 @@ class Recorder:
                 st.operators = OperatorState()
             st.operators.add(sample)
 
+    def record_energy(self, series: Series, joules: dict[tuple[str, str], float]) -> None:
+        """Add what an ``energy()`` block measured, by (device, source), to the series' state."""
+        with self._lock:
+            block = series.state.block_energy
+            for k, j in joules.items():
+                block[k] = block.get(k, 0.0) + j
+
     def states(self, now: float | None = None) -> list[SeriesState]:
         """Fold, then return copies of every series' state (safe to keep or serialise)."""
         with self._lock:
@@ -277,7 +296,7 @@ class Recorder:
             del s.ok[:], s.items[:], s.errors[:]  # in place: wrappers hold bound appends
             del s.ttft[:], s.itl[:], s.tokens[:]
             st = s.state
-            s.state = SeriesState(st.model, st.provider, st.bounds, st.sla_seconds)
+            s.state = SeriesState(st.model, st.provider, st.bounds, st.sla_seconds, flops=st.flops)
         self.limiter.forget_dropped()  # the parent reports its own; the child starts at 0
         self._flusher = None
         self._stop = threading.Event()
@@ -311,6 +330,13 @@ class Recorder:
     def close(self) -> None:
         self._stop.set()
         self.flush()
+
+
+def _flops(value: float) -> float:
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"flops must be a finite non-negative number, got {value!r}")
+    return v
 
 
 def _flush_loop(ref: weakref.ref[Recorder], stop: threading.Event) -> None:

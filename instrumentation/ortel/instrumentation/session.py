@@ -34,12 +34,14 @@ def instrument_session(
     recorder: Recorder = RECORDER,
     spans: tracing.InferenceSpans | None = None,
     op_sample_seconds: float | None = None,
+    flops: float | None = None,
 ) -> Any:
     """Instrument ``session`` in place and return it. Instrumenting twice is a no-op.
 
     With ``spans`` (default: the active one, when OTel tracing is on) each run also emits a span.
     ``op_sample_seconds`` (default: ``ORTEL_OP_SAMPLE_SECONDS``, off when unset) profiles one
-    inference's operators every that many seconds (see ``opsampling``).
+    inference's operators every that many seconds (see ``opsampling``). ``flops``: the FLOPs
+    of one run, where known (for ``ortel_flops_per_watt``).
     """
     if "_ortel_series" in vars(session):
         return session
@@ -49,6 +51,7 @@ def instrument_session(
         providers[0] if providers else "unknown",
         sla_seconds=sla_seconds,
         buckets=buckets,
+        flops=flops,
     )
     if load_seconds is not None:
         series.set_load(load_seconds)

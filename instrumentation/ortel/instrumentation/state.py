@@ -226,6 +226,9 @@ class SeriesState:
     slices: dict[int, Slice] = field(default_factory=dict)
     generation: GenerationState | None = None  # only once a generation was tracked
     operators: OperatorState | None = None  # only once an inference was sampled (opsampling)
+    flops: float | None = None  # FLOPs of one inference, where the caller declared them
+    # Joules measured by ortel.instrumentation.energy() blocks, by (device, source).
+    block_energy: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ok = self.ok or Hist.empty(self.bounds)
@@ -273,6 +276,9 @@ class SeriesState:
                 self.operators = o.operators.copy()
             else:
                 self.operators.merge(o.operators)
+        self.flops = self.flops if self.flops is not None else o.flops
+        for k, j in o.block_energy.items():
+            self.block_energy[k] = self.block_energy.get(k, 0.0) + j
 
     def copy(self) -> SeriesState:
         return SeriesState.from_json(self.to_json())
@@ -299,6 +305,10 @@ class SeriesState:
             doc["generation"] = self.generation.to_json()
         if self.operators is not None:  # likewise
             doc["operators"] = self.operators.to_json()
+        if self.flops is not None:  # likewise
+            doc["flops"] = self.flops
+        if self.block_energy:  # likewise
+            doc["block_energy"] = {f"{d}/{s}": j for (d, s), j in self.block_energy.items()}
         return doc
 
     @classmethod
@@ -345,7 +355,23 @@ class SeriesState:
             slices={int(k): Slice.from_json(v) for k, v in slices.items()},
             generation=None if gen is None else GenerationState.from_json(gen),
             operators=ops,
+            flops=_opt_num(d.get("flops"), "flops"),
+            block_energy=_block_energy(d.get("block_energy")),
         )
+
+
+def _block_energy(v: object) -> dict[tuple[str, str], float]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError("block_energy must map device/source to joules")
+    out: dict[tuple[str, str], float] = {}
+    for k, j in v.items():
+        device, sep, source = _label(k, "block_energy key").partition("/")
+        if not sep or device not in ("cpu", "gpu") or source not in ("measured", "estimated"):
+            raise ValueError(f"block_energy key {k!r} is not cpu|gpu/measured|estimated")
+        out[(device, source)] = _num(j, "block_energy joules")
+    return out
 
 
 def merge_all(groups: Iterable[Iterable[SeriesState]]) -> dict[tuple[str, str], SeriesState]:
@@ -383,8 +409,9 @@ def readings(
             yield Reading(c.INTER_TOKEN_LATENCY, ml, g.itl.value(c.TPOT_BUCKETS))
             yield Reading(c.GENERATED_TOKENS, ml, float(g.generated_tokens))
             yield Reading(c.PROMPT_TOKENS, ml, float(g.prompt_tokens))
-            if not s.has_inferences:  # generation-only: no all-zero inference series
-                continue
+        # Generation-only or energy-block-only series: no all-zero inference series.
+        if not s.has_inferences and (s.generation is not None or s.block_energy):
+            continue
         for status, h in (("ok", s.ok), ("error", s.error)):
             if h.count or status == "ok":
                 yield Reading(c.INFERENCE_DURATION, ml + (status,), h.value(s.bounds))
@@ -424,6 +451,13 @@ def readings(
             viol += w.violations
         if total:
             yield Reading(c.SLA_COMPLIANCE, (model,), 1.0 - viol / total)
+    for model, group in per_model.items():
+        block: dict[tuple[str, str], float] = {}
+        for s in group:
+            for k, j in s.block_energy.items():
+                block[k] = block.get(k, 0.0) + j
+        for (device, source), j in sorted(block.items()):
+            yield Reading(c.BLOCK_ENERGY, (model, device, source), j)
     sampled = {m: [s.operators for s in g if s.operators] for m, g in per_model.items()}
     if any(sampled.values()):
         from .opstate import readings as operator_readings

@@ -59,6 +59,13 @@ def _db_option(fn):
     )(fn)
 
 
+def _stdout():
+    """Results on stdout: wide enough for the tables when piped to a CI log or a file."""
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
 # --- rich progress -------------------------------------------------------------------------------
 
 
@@ -204,6 +211,12 @@ class RichReporter:
     default=True,
     help="One profiled pass for per-operator times and memory.",
 )
+@_opt(
+    "--analyze/--no-analyze",
+    default=True,
+    help="Run ortel analyze on the operator profile (FLOPs, roofline, critical path) into the "
+    "same report; the host's roofline is measured once and cached.",
+)
 @_opt("--power/--no-power", default=True, help="Sample power and energy during the run.")
 @_opt("--power-interval", type=float, default=0.2, help="Seconds between power samples.")
 @_opt("--threads", type=int, help="onnxruntime intra-op threads (default: its own choice).")
@@ -265,6 +278,7 @@ def profile(**o: Any) -> None:
         preprocess=o["preprocess"],
         policy=policy,
         op_profile=o["op_profile"],
+        analyze=o["analyze"],
         generate=o["generate"],
         prompt_len=o["prompt_len"],
         generate_runs=o["generate_runs"],
@@ -292,11 +306,13 @@ def profile(**o: Any) -> None:
             reporter.stop()
             fail(str(e))
         summary = result.summary()
-        _print_summary(reporter.console, summary)
+
+        out = _stdout()  # results on stdout; -q silences only the progress
+        _print_summary(out, summary)
         if store is not None:
             with store:
                 store.save(result, summary)
-            reporter.console.print(f"stored as run {result.run_id} in {store.path}")
+            out.print(f"stored as run {result.run_id} in {store.path}")
         if o["out"] is not None:
             from .report import result_samples, write_reports
 
@@ -307,7 +323,7 @@ def profile(**o: Any) -> None:
                 write_reports(summary, result_samples(result), o["out"], trace)
             except OSError as e:
                 fail(f"cannot write reports to {o['out']}: {e.strerror or e}")
-            reporter.console.print(f"reports in {o['out']} (report.html, summary.json, …)")
+            out.print(f"reports in {o['out']} (report.html, summary.json, …)")
     if result.interrupted:
         sys.exit(130)
 
@@ -395,7 +411,6 @@ def runs_list(db: Path | None, limit: int, model: str | None, as_json: bool) -> 
         for r in rows:
             click.echo(json.dumps(r, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
 
     t = Table()
@@ -426,7 +441,7 @@ def runs_list(db: Path | None, limit: int, model: str | None, as_json: bool) -> 
             "—" if thr is None else f"{thr:.1f}",
             str(r["configs"]),
         )
-    Console().print(t)
+    _stdout().print(t)
 
 
 @runs.command("show")
@@ -575,12 +590,11 @@ def compare(
 
 
 def _print_comparison(cmp: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from .svg import fmt_seconds
 
-    console = Console()
+    console = _stdout()
     t = Table(
         title=f"{cmp.run_b[:12]} against {cmp.run_a[:12]} ({cmp.statistic})", title_justify="left"
     )

@@ -9,6 +9,8 @@ kept apart from the latency measurements. The trace file is kept for ``ortel ana
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -142,13 +144,70 @@ def profile_operators(
     return prof
 
 
-def analyze(model: Path, prof: OperatorProfile) -> dict[str, Any] | None:
-    """Hand the trace to ``ortel analyze`` when that package is installed (one narrow call)."""
+def analyze(
+    model: Path,
+    prof: OperatorProfile,
+    workdir: Path,
+    *,
+    shapes: dict[str, list[int]] | None = None,
+    watts: float | None = None,
+    power_source: str | None = None,
+    threads: int | None = None,
+    provider: str = "CPUExecutionProvider",
+    warmup_runs: int = 0,
+) -> dict[str, Any] | None:
+    """``ortel analyze`` on this pass's trace, where that package is installed: MACs/FLOPs,
+    roofline, critical path and offload candidates per node, with the run's own measured power.
+    Returns ``{"summary": …, "html": …}``, None without ortel.analysis, ``{"error": …}`` when the
+    analysis fails (it is an extra: its failure never loses the run)."""
     try:
-        from ortel.analysis import profile_section  # type: ignore[import-not-found]
+        from ortel.analysis.analyze import analyze as run_analysis
+        from ortel.analysis.energy import Power
+        from ortel.analysis.graph import load_model
+        from ortel.analysis.hostinfo import host_info
+        from ortel.analysis.mapping import compose, map_graphs
+        from ortel.analysis.profile_run import save_optimized
+        from ortel.analysis.report import render_html
+        from ortel.analysis.roofline import Roof
+        from ortel.analysis.trace import parse_trace
     except ImportError:
         return None
+    if not prof.trace_path:
+        return None
     try:
-        return profile_section(model, Path(prof.trace_path or ""))
+        original = load_model(model, {k: tuple(v) for k, v in (shapes or {}).items()})
+        opt_path, ext_path = save_optimized(model, workdir / "analysis", "all", threads, [provider])
+        optimized = load_model(opt_path, dict(original.input_shapes))
+        if ext_path is None:
+            mapping = map_graphs(original.graph, optimized.graph)
+        else:
+            extended = load_model(ext_path, dict(original.input_shapes))
+            mapping = compose(
+                map_graphs(original.graph, extended.graph),
+                map_graphs(extended.graph, optimized.graph, upstream=True),
+            )
+        trace = parse_trace(prof.trace_path, warmup_runs=warmup_runs)
+        info, how = host_info()  # measured once per host, then cached (ortel hostinfo)
+        roof = Roof(info.peak_flops, info.mem_bw, how)
+        power = None
+        if watts:
+            power = Power(watts, power_source or "measured", "ortel profile's power collectors")
+        a = run_analysis(original, optimized, trace, roof, power, mapping)
+        html = render_html(a, model.name)
     except Exception as e:  # the analysis is an extra: its failure must not lose the run
-        return {"error": f"{type(e).__name__}: {e}"}
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
+    body = html.split("<body>", 1)[-1].rsplit("</body>", 1)[0]
+    body = re.sub(r"<h1>.*?</h1>", "", body, count=1, flags=re.S)
+    return {"summary": _json_safe(a.summary), "html": body}
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, str | int | float | bool) or v is None:
+        return v
+    return str(v)

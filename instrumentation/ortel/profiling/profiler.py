@@ -48,6 +48,7 @@ class Options:
     policy: Policy = field(default_factory=Policy)
     op_profile: bool = True
     op_profile_runs: int = 20
+    analyze: bool = True  # hand the operator trace to ortel analyze (where installed)
     generate: int | None = None
     prompt_len: int = 32
     generate_runs: int = 5
@@ -349,7 +350,7 @@ def profile(opts: Options, workdir: Path, reporter: Reporter | None = None) -> P
     try:
         _run_configs(opts, model, workdir, res, feeds, ref_session, ref_outputs, rss, monitor, rep)
         if not res.interrupted and opts.op_profile:
-            _operators(opts, model, workdir, res, feeds, rep)
+            _operators(opts, model, workdir, res, feeds, rep, monitor)
         if not res.interrupted and layout is not None:
             _generation(opts, model, res, layout, feeds, rep)
     except KeyboardInterrupt:
@@ -476,7 +477,10 @@ def _energy(res: ProfileResult, monitor: PowerMonitor) -> None:
         g.energy = None if e is None else e.to_json()
 
 
-def _operators(opts, model, workdir, res, feeds, rep) -> None:
+OP_WARMUP = 5  # profiled runs left out of the operator rows (first-run allocations)
+
+
+def _operators(opts, model, workdir, res, feeds, rep, monitor) -> None:
     from .operators import analyze, profile_operators
 
     base = res.baseline
@@ -492,6 +496,7 @@ def _operators(opts, model, workdir, res, feeds, rep) -> None:
             )[0],
             feeds.get(cfg.batch, cfg.seq_len)[0],
             workdir,
+            warmup=OP_WARMUP,
             runs=opts.op_profile_runs,
         )
     except KeyboardInterrupt:
@@ -499,8 +504,26 @@ def _operators(opts, model, workdir, res, feeds, rep) -> None:
     except Exception as e:
         res.notes.append(f"operator profile failed: {_why(e)}")
         return
-    prof.analysis = analyze(model, prof)
     res.operators = prof
+    if opts.analyze:
+        rep.message("ortel analyze")
+        watts = source = None
+        ph = base.phase
+        if monitor is not None and ph is not None:  # power while this configuration ran
+            e = monitor.energy(ph.measure_started, ph.measure_ended)
+            if e is not None:
+                watts, source = e.average_watts, e.source
+        prof.analysis = analyze(
+            path,
+            prof,
+            workdir,
+            shapes=base.shapes,
+            watts=watts,
+            power_source=source,
+            threads=opts.threads,
+            provider=cfg.provider,
+            warmup_runs=OP_WARMUP,
+        )
 
 
 def _generation(opts, model, res, layout, feeds, rep) -> None:

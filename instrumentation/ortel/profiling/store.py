@@ -80,6 +80,15 @@ def default_path() -> Path:
         return Path(base) / "ortel" / "runs.duckdb"
 
 
+def is_duckdb(path: Path) -> bool:
+    """DuckDB files carry the magic bytes "DUCK" after an 8-byte checksum."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(12)[8:12] == b"DUCK"
+    except OSError:
+        return False
+
+
 def _ts(epoch: float | None) -> datetime | None:
     if not epoch:
         return None
@@ -101,6 +110,9 @@ class Store:
         self.path = Path(path)
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no results store here yet (run ortel profile first)")
+        if self.path.is_file() and self.path.stat().st_size and not is_duckdb(self.path):
+            # DuckDB would open (and later write to) any small file: never touch someone's data.
+            raise StoreError(f"{self.path}: cannot open the results store: not a DuckDB file")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -327,14 +339,14 @@ class Store:
         imported = skipped = 0
         for p in paths:
             p = Path(p)
+            if not p.exists():
+                raise StoreError(f"{p}: no such file")
             if p.is_dir():
                 i, s = self._import_dir(p)
             elif p.suffix.lower() == ".json":
                 i, s = self._import_json(p)
-            elif p.is_file():
-                i, s = self._import_db(p)
             else:
-                raise StoreError(f"{p}: no such file")
+                i, s = self._import_db(p)
             imported += i
             skipped += s
         return imported, skipped
@@ -402,6 +414,11 @@ class Store:
     def _import_db(self, path: Path) -> tuple[int, int]:
         import duckdb
 
+        if not is_duckdb(path):
+            raise StoreError(
+                f"{path}: not a results store or JSON export (a .duckdb store, a .json export "
+                "or a Parquet export directory)"
+            )
         lit = "'" + str(path).replace("'", "''") + "'"
         try:
             self.con.execute(f"ATTACH {lit} AS other (READ_ONLY)")

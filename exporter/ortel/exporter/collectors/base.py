@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ortel.instrumentation.cardinality import DEFAULT_LIMITS
+from ortel.instrumentation.catalog import MetricDef
 from ortel.instrumentation.readings import Reading
 
 
@@ -52,3 +53,7 @@ class CollectorSpec:
     enabled_by_default: bool
     factory: Callable[[CollectorOptions], Collector]
     help: str
+    # What the collector emits (for generated docs; optional) and whether its values are a model
+    # rather than a measurement.
+    metrics: tuple[MetricDef, ...] = ()
+    estimated: bool = False

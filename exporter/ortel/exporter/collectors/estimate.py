@@ -95,4 +95,6 @@ SPEC = CollectorSpec(
     help='Estimated CPU power and energy (source="estimated") from utilisation and a per-CPU '
     "idle/max power profile (--cpu-idle-watts, --cpu-max-watts), only where no RAPL counter is "
     "readable.",
+    metrics=(catalog.POWER, catalog.ENERGY),
+    estimated=True,
 )

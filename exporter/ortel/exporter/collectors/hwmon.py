@@ -144,4 +144,12 @@ SPEC = CollectorSpec(
     factory=lambda o: HwmonCollector(o.sysfs),
     help="Measured temperatures (with sensor labels) and thresholds, fan speeds, power and energy "
     "sensors of hardware monitoring chips (/sys/class/hwmon).",
+    metrics=(
+        catalog.TEMPERATURE,
+        catalog.TEMPERATURE_CRITICAL,
+        catalog.TEMPERATURE_MAX,
+        catalog.FAN_SPEED,
+        catalog.POWER,
+        catalog.HWMON_ENERGY,
+    ),
 )

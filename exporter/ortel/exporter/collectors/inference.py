@@ -11,7 +11,7 @@ from ortel.instrumentation.cardinality import DEFAULT_LIMITS, LabelLimiter
 from ortel.instrumentation.readings import Reading
 from ortel.instrumentation.state import dropped_readings, readings
 
-from ..multiproc import MultiprocReader
+from ..multiproc import MergeResult, MultiprocReader
 from .base import Collector, CollectorSpec, NoDataError
 
 
@@ -26,6 +26,8 @@ class InferenceCollector(Collector):
         label_limits: dict[str, int] | None = None,
     ) -> None:
         self.window_seconds = window_seconds
+        # The latest merge, per-process busy time included, for energy attribution (daemon.py).
+        self.latest: MergeResult | None = None
         limiter = LabelLimiter(DEFAULT_LIMITS if label_limits is None else label_limits)
         self._reader = (
             None
@@ -39,6 +41,7 @@ class InferenceCollector(Collector):
         if not self._reader.directory.is_dir():
             raise NoDataError(f"{self._reader.directory} does not exist yet")
         result = self._reader.read()
+        self.latest = result
         now = time.time()
         out = list(readings(result.series.values(), now, self.window_seconds))
         out.append(Reading(c.MULTIPROC_PROCESSES, ("live",), float(result.live)))

@@ -308,4 +308,5 @@ SPEC = CollectorSpec(
     help="Measured NVIDIA GPU utilisation, memory, power, energy, temperatures, clocks, throttle "
     "reasons, PCIe throughput, per-process memory/SM share of instrumented processes, GPM "
     "occupancy (NVML; pip install 'ortel[gpu]').",
+    metrics=tuple(m for m in catalog.all_metrics() if m.name.startswith("ortel_gpu_")),
 )

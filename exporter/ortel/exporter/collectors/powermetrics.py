@@ -239,4 +239,5 @@ SPEC = CollectorSpec(
     factory=lambda o: PowermetricsCollector(o.interval),
     help="Measured Apple Silicon CPU, GPU and Neural Engine power and energy from macOS "
     "powermetrics (needs root: sudo ortel serve).",
+    metrics=(catalog.POWER, catalog.ENERGY),
 )

@@ -199,4 +199,5 @@ SPEC = CollectorSpec(
     factory=lambda o: RaplCollector(o.sysfs, interval=o.interval),
     help="Measured CPU package/core/uncore/DRAM/platform energy and power from RAPL "
     "(/sys/class/powercap/intel-rapl*, Intel and AMD); monotonic across counter wraps.",
+    metrics=(catalog.RAPL_ENERGY, catalog.POWER),
 )

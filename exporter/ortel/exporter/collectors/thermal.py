@@ -130,4 +130,13 @@ SPEC = CollectorSpec(
     help="Thermal zone temperatures, cooling device states, CPU thermal throttle counts (and "
     "whether throttling is happening now), cpufreq min/max limits (/sys/class/thermal, "
     "/sys/devices/system/cpu).",
+    metrics=(
+        catalog.THERMAL_ZONE_TEMPERATURE,
+        catalog.COOLING_DEVICE_STATE,
+        catalog.COOLING_DEVICE_MAX_STATE,
+        catalog.CPU_THROTTLES,
+        catalog.THERMAL_THROTTLING,
+        catalog.CPU_FREQUENCY_MIN,
+        catalog.CPU_FREQUENCY_MAX,
+    ),
 )
