@@ -40,13 +40,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_SYSFS = REPO / "tests" / "fixtures" / "sysfs"
-ERROR_EVERY = 100  # one call in this many feeds a malformed input
+ERROR_EVERY = 100  # default: one call in this many feeds a malformed input
 
 
 # --- the instrumented worker (runs in its own process) -----------------------------------------
 
 
-def worker(duration: float, threads: int) -> int:
+def worker(duration: float, threads: int, error_every: int = ERROR_EVERY) -> int:
     import numpy as np
     import onnxruntime as ort
 
@@ -69,7 +69,7 @@ def worker(duration: float, threads: int) -> int:
         n = 0
         while time.monotonic() < stop:
             n += 1
-            if n % ERROR_EVERY == 0:
+            if error_every and n % error_every == 0:
                 try:
                     session.run(None, {"x": bad, "y": good})
                 except Exception:
@@ -163,7 +163,13 @@ def growth(samples: list[tuple[float, int]], warmup: float, window: float = 3.0)
     }
 
 
-def soak(duration: float, threads: int, scrape_hz: float, warmup: float | None) -> dict:
+def soak(
+    duration: float,
+    threads: int,
+    scrape_hz: float,
+    warmup: float | None,
+    error_every: int = ERROR_EVERY,
+) -> dict:
     from ortel.exporter.collectors.registry import SPECS
 
     warmup = max(5.0, duration * 0.25) if warmup is None else warmup
@@ -194,6 +200,7 @@ def soak(duration: float, threads: int, scrape_hz: float, warmup: float | None) 
         "threads": threads,
         "scrape_hz": scrape_hz,
         "window_s": window,
+        "error_every": error_every,
     }
     work = None
     try:
@@ -208,7 +215,7 @@ def soak(duration: float, threads: int, scrape_hz: float, warmup: float | None) 
                 time.sleep(0.1)
         work = subprocess.Popen(
             [sys.executable, __file__, "--worker", "--duration", str(duration)]
-            + ["--threads", str(threads)],
+            + ["--threads", str(threads), "--error-every", str(error_every)],
             env=wenv,
             stdout=subprocess.PIPE,
             text=True,
@@ -366,15 +373,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scrape-hz", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=None, help="default: max(5 s, 25%%)")
     ap.add_argument("--max-rss-growth", type=float, default=0.05)
+    ap.add_argument(
+        "--error-every",
+        type=int,
+        default=ERROR_EVERY,
+        help=f"one call in N has a malformed input (default {ERROR_EVERY}; 0: none)",
+    )
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        return worker(a.duration, a.threads)
-    if a.duration <= 0 or a.threads < 1 or a.scrape_hz <= 0:
+        return worker(a.duration, a.threads, a.error_every)
+    if a.duration <= 0 or a.threads < 1 or a.scrape_hz <= 0 or a.error_every < 0:
         print("soak: --duration, --threads and --scrape-hz must be positive", file=sys.stderr)
         return 2
-    r = soak(a.duration, a.threads, a.scrape_hz, a.warmup)
+    r = soak(a.duration, a.threads, a.scrape_hz, a.warmup, a.error_every)
     problems = verdict(r, a.max_rss_growth)
     r["problems"] = problems
     if a.json:

@@ -61,6 +61,7 @@ class Proc:
     busy_ns: dict[tuple[str, str], int] = field(default_factory=dict)
     calls: dict[tuple[str, str], int] = field(default_factory=dict)
     tokens: dict[tuple[str, str], int] = field(default_factory=dict)
+    gen_ns: dict[tuple[str, str], int] = field(default_factory=dict)  # first-token times summed
     flops: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
@@ -156,12 +157,15 @@ class Host:
 
     def _snapshot(self, pid: int, p: Proc) -> None:
         series = []
-        for key in sorted(set(p.busy_ns) | {RESNET}):
+        for key in sorted(set(p.busy_ns) | set(p.tokens) | {RESNET}):
             s = SeriesState(*key, flops=p.flops.get(key))
             n = p.calls.get(key, 0)
             s.ok = Hist([n] + [0] * len(s.bounds), p.busy_ns.get(key, 0), n)
             if key in p.tokens:
                 s.generation = GenerationState(generated_tokens=p.tokens[key])
+                ttft = s.generation.ttft
+                ttft.counts[-1] = ttft.count = 1 if p.gen_ns.get(key) else 0
+                ttft.sum_ns = p.gen_ns.get(key, 0)
             series.append(s.to_json())
         doc = {
             "format": FORMAT,
@@ -246,6 +250,14 @@ IDLE_W = (15.0, 3.0)  # package, dram: 18 W at idle
 LOAD_W = (45.0, 5.0)  # 50 W under load: 32 W active
 # Per load step: active 32 J; 1234 half of it (16 J: resnet 12, bert 4), 4321 a quarter (8 J).
 TRUTH = {"resnet": 20.0, "bert": 4.0, "unattributed": 8.0, "idle": 18.0}
+
+
+def phase(host: Host, load: bool) -> None:
+    """One step of the idle or the load phase."""
+    if load:
+        host.step(*LOAD_W, busy_cpu=2.0, procs=LOAD)
+    else:
+        host.step(*IDLE_W, busy_cpu=0.2, procs=IDLE)
 
 
 def run_measured(d: Daemonless, idle_steps: int = 5, load_steps: int = 20) -> list[Reading]:
@@ -344,12 +356,7 @@ def test_across_a_rapl_wrap(tmp_path):
     seen: dict = {}
     d.sample()
     for i in range(25):
-        load = i >= 5
-        host.step(
-            *(LOAD_W if load else IDLE_W),
-            busy_cpu=2.0 if load else 0.2,
-            procs=LOAD if load else IDLE,
-        )
+        phase(host, load=i >= 5)
         out = d.sample()
         now = counters(out)
         assert_never_backwards(seen, now)
@@ -431,15 +438,34 @@ def test_energy_per_token_from_generated_tokens(tmp_path):
     d.sample()
     for i in range(15):
         host.procs[1234].tokens[RESNET] = 100 * (i + 1)  # 100 tokens per step
-        load = i >= 5
-        host.step(
-            *(LOAD_W if load else IDLE_W),
-            busy_cpu=2.0 if load else 0.2,
-            procs=LOAD if load else IDLE,
-        )
+        phase(host, load=i >= 5)
         out = d.sample()
     # resnet: 200 J over the 10 s window for 1000 tokens.
     assert values(out, c.ENERGY_PER_TOKEN) == pytest.approx({("resnet", "measured"): 0.2})
+
+
+def test_a_generation_only_process_gets_its_share_and_energy_per_token(tmp_path):
+    """A loop that only marks tokens (track_generation, no timed calls): its generation time
+    is its busy time."""
+    host = Host(tmp_path)
+    d = Daemonless(host)
+    llm = ("llm", "CPUExecutionProvider")
+    d.sample()
+    for i in range(15):
+        load = i >= 5
+        if load:
+            p = host.procs[1234]
+            p.tokens[llm] = p.tokens.get(llm, 0) + 50
+            p.gen_ns[llm] = p.gen_ns.get(llm, 0) + 800_000_000
+            host.step(*LOAD_W, busy_cpu=2.0, procs={1234: (1.0, {}), 4321: LOAD[4321]})
+        else:
+            host.step(*IDLE_W, busy_cpu=0.2, procs=IDLE)
+        out = d.sample()
+    energy = values(out, c.INFERENCE_ENERGY)
+    # 1234 gets half of the 32 J active per step, all of it to llm.
+    assert energy[("llm", "cpu", "measured")] == pytest.approx(10 * 16.0, rel=0.02)
+    assert values(out, c.ENERGY_PER_TOKEN)[("llm", "measured")] == pytest.approx(16 / 50)
+    assert ("llm", "measured") not in values(out, c.ENERGY_PER_INFERENCE)  # no timed calls
 
 
 # --- unit tests on hand-made readings ---------------------------------------------------------
@@ -635,6 +661,50 @@ def test_activity_from_a_merge_sums_counts_and_keeps_flops(tmp_path):
 
 
 # --- the daemon ---------------------------------------------------------------------------------
+
+
+def test_the_daemon_feeds_its_collectors_and_serves_the_attribution(tmp_path):
+    """Daemon wiring, without threads: its own collectors' readings and its inference collector's
+    busy time go into its attribution; /metrics readings carry the result; a reload's idle watts
+    and window reach it."""
+    from dataclasses import replace
+
+    from ortel.exporter.config import OPTIONS, build_settings
+    from ortel.exporter.daemon import Daemon
+
+    host = Host(tmp_path)
+    params = {o.name: o.default for o in OPTIONS} | {
+        "listen": "127.0.0.1:0",
+        "collectors": "cpu,process,inference,rapl",
+        "procfs": host.procfs,
+        "sysfs": host.sysfs,
+        "multiproc_dir": host.mdir,
+    }
+    daemon = Daemon(build_settings(params))
+    try:
+
+        def sample() -> list[Reading]:
+            readings = [r for col in daemon.collectors for r in col.collect()]
+            daemon.attribution.step(readings, daemon._activity())
+            return daemon.readings()
+
+        sample()
+        for i in range(12):
+            phase(host, load=i >= 2)
+            out = sample()
+        # The daemon's RAPL collector times samples with the real clock, so idle is not the
+        # scenario's; the split still adds up to what RAPL measured, and the models get a share.
+        parts = values(out, c.ENERGY_ATTRIBUTION)
+        assert sum(parts.values()) == pytest.approx(host.measured_joules(), rel=1e-9)
+        energy = values(out, c.INFERENCE_ENERGY)
+        assert energy[("resnet", "cpu", "measured")] > 0
+        assert parts[("cpu", "measured", "attributed")] == pytest.approx(sum(energy.values()))
+        new = build_settings(params | {"cpu_idle_watts": 2.0, "window": 30.0})
+        daemon.apply(replace(new, host=daemon.settings.host, port=daemon.settings.port))
+        assert (daemon.attribution.cpu_idle_watts, daemon.attribution.window_seconds) == (2.0, 30)
+    finally:
+        daemon.server.server_close()
+        daemon.sampler.stop()
 
 
 def scrape(url: str) -> dict[str, float]:

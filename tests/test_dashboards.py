@@ -48,6 +48,7 @@ HARDWARE_ABSENT: dict[tuple[str, str], str] = {
     ("ortel-gpu", "Utilisation by process"): NO_GPU,
     ("ortel-gpu", "Power against the limit"): NO_GPU,
     ("ortel-gpu", "GPU energy per inference"): NO_GPU,
+    ("ortel-gpu", "GPU energy per inference by model (attributed)"): NO_GPU,
     ("ortel-gpu", "Temperatures"): NO_GPU,
     ("ortel-gpu", "Clocks"): NO_GPU,
     ("ortel-gpu", "Throttle reasons"): NO_GPU,

@@ -65,3 +65,16 @@ def test_power_doc_table_is_current_and_lists_every_declared_metric():
     assert "derived" in carbon
     power = next(line for line in text.splitlines() if line.startswith("| `ortel_power_watts` |"))
     assert "estimated (estimate)" in power
+
+
+ENERGY_DOC = README.parent / "docs" / "energy.md"
+
+
+def test_energy_doc_table_is_current_and_lists_every_attribution_metric():
+    from ortel.exporter.attribution import DERIVED_METRICS
+
+    text = ENERGY_DOC.read_text()
+    assert docs.render(text) == text, "run: python -m ortel.exporter.docs --write docs/energy.md"
+    for m in (*DERIVED_METRICS, catalog.BLOCK_ENERGY):
+        assert f"| `{m.name}` |" in text
+    assert "(docs/energy.md)" in README.read_text()

@@ -93,7 +93,10 @@ def test_slower_precision_keeps_fp32():
     fp32 = cfg(p50=1e-3)
     fp16 = cfg(precision="fp16", p50=1.25e-3, accuracy={"cosine": 0.99999, "max_abs_diff": 1e-4})
     (r,) = texts(recommendations(summary(fp32, fp16)), "precision")
-    assert r == "fp16: 0.80× fp32 speed (no gain), cosine 0.99999: keep fp32"
+    assert r == "fp16: 1.2× slower than fp32, cosine 0.99999: keep fp32"
+    same = cfg(precision="int8", p50=0.98e-3, accuracy={"cosine": 0.9999, "max_abs_diff": 1e-3})
+    (r,) = texts(recommendations(summary(fp32, same)), "precision")
+    assert r == "int8: 1.02× fp32 speed (no gain), cosine 0.99990: keep fp32"
 
 
 def test_provider_speedup_and_energy():

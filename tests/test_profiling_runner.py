@@ -31,13 +31,15 @@ class Decay:
 
 def test_warm_up_ends_when_windows_agree_and_keeps_the_ramp_out_of_the_samples():
     fn = Decay(slow=0.008, fast=0.0005)
-    r = run(fn, Policy(min_duration=0.1, min_samples=50, warmup_window=0.02, warmup_max=5))
+    p = Policy(min_duration=0.1, min_samples=50, warmup_window=0.02, warmup_max=10)
+    r = run(fn, p)
     assert r.steady
     # At 0.85**k the extra latency is still above 10% of the fast latency until k ~ 25.
     assert len(r.warmup_latencies) >= 20
     assert len(r.windows) >= 3
-    assert np.median(r.warmup_latencies[:5]) > 0.004
-    assert np.median(r.samples) < 0.002  # steady-state samples sit near the fast latency
+    # Relative, so a busy machine (slower wake-ups everywhere) does not change the verdict:
+    # the measured samples sit near the fast latency, far below the ramp's start.
+    assert np.median(r.samples) < 0.3 * np.median(r.warmup_latencies[:5])
     assert r.warmup_seconds > 0
 
 

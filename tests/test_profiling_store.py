@@ -173,8 +173,11 @@ def test_a_duckdb_file_that_is_not_a_store(tmp_path: Path):
     con.close()
     with Store(tmp_path / "s.duckdb") as s, pytest.raises(StoreError, match="not an ortel"):
         s.import_files([tmp_path / "foreign.duckdb"])
-    with pytest.raises(StoreError, match="not an ortel"):
-        Store(tmp_path / "foreign.duckdb", read_only=True)
+    for read_only in (True, False):  # and writing never adds our tables to it
+        with pytest.raises(StoreError, match="not an ortel"):
+            Store(tmp_path / "foreign.duckdb", read_only=read_only)
+    con = duckdb.connect(str(tmp_path / "foreign.duckdb"))
+    assert [t for (t,) in con.execute("SHOW TABLES").fetchall()] == ["t"]
 
 
 def test_read_only_on_a_missing_store(tmp_path: Path):
@@ -187,8 +190,9 @@ def test_a_newer_schema_is_refused(tmp_path: Path):
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
     con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(StoreError, match="newer"):
-        Store(tmp_path / "s.duckdb", read_only=True)
+    for read_only in (True, False):
+        with pytest.raises(StoreError, match="newer"):
+            Store(tmp_path / "s.duckdb", read_only=read_only)
 
 
 def test_default_path(monkeypatch, tmp_path: Path):

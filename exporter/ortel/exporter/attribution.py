@@ -211,6 +211,32 @@ class _TrailingMin:
         return self._q[0][1] if self._q else None
 
 
+class _BusyWindow:
+    """One process's busy time added per series over a trailing window, with a running total."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self._q: deque[tuple[float, dict[SeriesKey, int]]] = deque()
+        self._total: dict[SeriesKey, int] = {}
+
+    def add(self, t: float, added: dict[SeriesKey, int]) -> None:
+        if added:
+            self._q.append((t, added))
+            for k, ns in added.items():
+                self._total[k] = self._total.get(k, 0) + ns
+
+    def total(self, since: float) -> dict[SeriesKey, int]:
+        """The sums over what was added after ``since``."""
+        while self._q and self._q[0][0] <= since:
+            for k, ns in self._q.popleft()[1].items():
+                left = self._total[k] - ns
+                if left:
+                    self._total[k] = left
+                else:
+                    del self._total[k]
+        return dict(self._total)
+
+
 @dataclass
 class _Base:
     """Where the previous attributed interval of a source ended."""
@@ -254,8 +280,7 @@ class Attribution:
         self._bases: dict[Hashable, _Base] = {}
         self._idle: dict[Hashable, _TrailingMin] = {}
         self._busy_base: dict[tuple[int, int], dict[SeriesKey, int]] = {}
-        # pid -> (start, [(time, busy ns added per series)]) over the activity window
-        self._busy_hist: dict[int, tuple[int, deque]] = {}
+        self._busy_hist: dict[int, _BusyWindow] = {}  # pid -> its busy time over the window
         self._energy: dict[tuple[str, str, str], float] = {}  # (model, device, source) -> J
         self._parts: dict[tuple[str, str, str], float] = {}  # (device, source, part) -> J
         self._carbon: dict[tuple[str, str], float] = {}  # (model, source) -> g
@@ -282,26 +307,17 @@ class Attribution:
             old = self._busy_base.get((pid, start))
             base[(pid, start)] = busy
             hist = self._busy_hist.get(pid)
-            if hist is None or hist[0] != start:  # new process (or a reused pid)
-                hist = self._busy_hist[pid] = (start, deque())
-            if old is None:
-                continue  # first sight: its busy time so far was spent before we looked
-            added = {k: v - old.get(k, 0) for k, v in busy.items() if v > old.get(k, 0)}
-            if added:
-                hist[1].append((now, added))
+            if hist is None or hist.start != start:  # new process (or a reused pid)
+                hist = self._busy_hist[pid] = _BusyWindow(start)
+            if old is not None:  # else first sight: its busy time so far was spent before
+                hist.add(now, {k: v - old.get(k, 0) for k, v in busy.items() if v > old.get(k, 0)})
         self._busy_base = base
         out: dict[int, dict[SeriesKey, int]] = {}
         for pid in list(self._busy_hist):
-            start, q = self._busy_hist[pid]
             if pid not in processes:
                 del self._busy_hist[pid]
                 continue
-            while q and q[0][0] <= now - self.activity_window_seconds:
-                q.popleft()
-            total: dict[SeriesKey, int] = {}
-            for _, added in q:
-                for k, ns in added.items():
-                    total[k] = total.get(k, 0) + ns
+            total = self._busy_hist[pid].total(now - self.activity_window_seconds)
             if total:
                 out[pid] = total
         return out

@@ -52,6 +52,16 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
 
+class SafePath(click.Path):
+    """click.Path that turns a NUL byte (which os.stat rejects with ValueError, not OSError)
+    into click's own one-line parameter error."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if "\x00" in str(value):
+            self.fail("a path cannot contain a NUL byte", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 _KNOWN = ", ".join(s.name for s in SPECS)
 _DEFAULT_ON = ",".join(s.name for s in SPECS if s.enabled_by_default)
 
@@ -60,11 +70,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("interval", float, 1.0, "Seconds between samples of every collector."),
     Option("collectors", str, _DEFAULT_ON, f"Comma-separated collectors to run ({_KNOWN})."),
     Option("disable_collectors", str, "", "Comma-separated collectors to leave out."),
-    Option("sysfs", click.Path(file_okay=False, path_type=Path), Path("/sys"), "sysfs root."),
-    Option("procfs", click.Path(file_okay=False, path_type=Path), Path("/proc"), "procfs root."),
+    Option("sysfs", SafePath(file_okay=False, path_type=Path), Path("/sys"), "sysfs root."),
+    Option("procfs", SafePath(file_okay=False, path_type=Path), Path("/proc"), "procfs root."),
     Option(
         "multiproc_dir",
-        click.Path(file_okay=False, path_type=Path),
+        SafePath(file_okay=False, path_type=Path),
         None,
         "Directory where instrumented processes write snapshots (ORTEL_MULTIPROC_DIR).",
     ),
@@ -84,13 +94,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "web_config",
-        click.Path(dir_okay=False, path_type=Path),
+        SafePath(dir_okay=False, path_type=Path),
         None,
         "Web config file (exporter-toolkit format): TLS, client certificates, basic auth.",
     ),
     Option(
         "bearer_token_file",
-        click.Path(dir_okay=False, path_type=Path),
+        SafePath(dir_okay=False, path_type=Path),
         None,
         "File of accepted bearer tokens, one per line.",
     ),
@@ -117,7 +127,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "etw_traceevent",
-        click.Path(exists=True, dir_okay=False, path_type=Path),
+        SafePath(exists=True, dir_okay=False, path_type=Path),
         None,
         "Windows: Microsoft.Diagnostics.Tracing.TraceEvent.dll for the etw collector "
         "(docs/events.md).",

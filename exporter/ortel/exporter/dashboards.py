@@ -169,6 +169,7 @@ NOT_ATTRIBUTED = (
     "upper bound, not a per-model attribution."
 )
 HOT = ((None, "green"), (80, "orange"), (95, "red"))
+GPU_DEVICE = 'device="gpu"'
 
 OVERVIEW = Dashboard(
     "ortel-overview",
@@ -900,6 +901,17 @@ GPU = Dashboard(
                     description="Joules per inference call: every GPU's energy divided by the "
                     "rate of the selected models, so other GPU work is included (an upper bound, "
                     "not a per-model attribution).",
+                ),
+                P(
+                    "GPU energy per inference by model (attributed)",
+                    Q(
+                        f"{rate(c.INFERENCE_ENERGY, GPU_DEVICE, by=M)} / "
+                        f"{rate(c.INFERENCES, by=M)}",
+                        "{{model}}",
+                    ),
+                    unit="joule",
+                    description="GPU joules attributed to each model (its processes' share of "
+                    "the GPU's energy above idle, docs/energy.md) per inference call.",
                 ),
                 P(
                     "Temperatures",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ortel.instrumentation import catalog
 
+from .attribution import DERIVED_METRICS as ATTRIBUTED
 from .collectors.base import CollectorSpec
 from .collectors.registry import SPECS
 from .config import OPTIONS
@@ -116,8 +117,6 @@ def power_table() -> str:
 def energy_table() -> str:
     """The energy-per-inference metrics (docs/energy.md): what the daemon's attribution derives
     every interval, and what the shim's ``energy()`` blocks record."""
-    from .attribution import DERIVED_METRICS as ATTRIBUTED
-
     rows = [
         "| metric | type | unit | labels | computed by | description |",
         "|---|---|---|---|---|---|",

@@ -99,8 +99,8 @@ def _clash(known: dict[tuple[str, str], tuple[float, ...]], states: list[SeriesS
 
 @dataclass(frozen=True)
 class ProcessBusy:
-    """One live instrumented process's inference busy time: wall nanoseconds inside inference
-    calls (ok and error) since it started, per (model, provider) as capped for the merge."""
+    """One live instrumented process's inference busy time (``busy_ns``) since it started, per
+    (model, provider) as capped for the merge."""
 
     start: int  # process start time in clock ticks (0: unknown), from the snapshot's name
     busy_ns: dict[tuple[str, str], int]
@@ -117,9 +117,17 @@ class MergeResult:
     processes: dict[int, ProcessBusy] = field(default_factory=dict)
 
 
+def busy_ns(s: SeriesState) -> int:
+    """Wall time inside the series' inference calls, or inside its tracked generations (first
+    token plus inter-token times) where that is more: a generation loop may record only tokens,
+    or also time each decode step as a call, which covers the same time."""
+    calls = s.ok.sum_ns + s.error.sum_ns
+    g = s.generation
+    return calls if g is None else max(calls, g.ttft.sum_ns + g.itl.sum_ns)
+
+
 def _busy(pid_start: tuple[int, int], states: list[SeriesState]) -> tuple[int, ProcessBusy]:
-    busy = {s.key: s.ok.sum_ns + s.error.sum_ns for s in states}
-    return pid_start[0], ProcessBusy(pid_start[1], busy)
+    return pid_start[0], ProcessBusy(pid_start[1], {s.key: busy_ns(s) for s in states})
 
 
 class MultiprocReader:

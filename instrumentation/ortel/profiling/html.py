@@ -523,7 +523,7 @@ def _operators(s: dict[str, Any]) -> str:
             n["op_type"],
             short_name(n["provider"]),
             n["calls"],
-            fmt_seconds(n["mean_seconds"]),
+            fmt_seconds(n["median_seconds"]),
             f"{n['share']:.1%}",
             _bytes(n["output_bytes"]),
             _bytes(n["parameter_bytes"]),
@@ -532,7 +532,7 @@ def _operators(s: dict[str, Any]) -> str:
     ]
     out.append(
         _table(
-            ["node", "op type", "provider", "calls", "mean", "share", "output", "parameters"],
+            ["node", "op type", "provider", "calls", "median", "share", "output", "parameters"],
             rows,
             left=3,
         )

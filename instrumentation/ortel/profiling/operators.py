@@ -29,7 +29,8 @@ class OpRow:
     calls: int
     total_seconds: float
     mean_seconds: float
-    share: float  # of the summed node time
+    share: float  # of the summed node medians: one preempted run cannot dominate it
+    median_seconds: float = 0.0
     output_bytes: int | None = None
     activation_bytes: int | None = None
     parameter_bytes: int | None = None
@@ -53,7 +54,7 @@ class OperatorProfile:
                 {"op_type": r.op_type, "provider": r.provider, "nodes": 0, "total_seconds": 0.0},
             )
             a["nodes"] += 1
-            a["total_seconds"] += r.total_seconds / max(self.runs, 1)
+            a["total_seconds"] += r.median_seconds * r.calls / max(self.runs, 1)
         total = sum(a["total_seconds"] for a in agg.values()) or 1.0
         out = sorted(agg.values(), key=lambda a: -a["total_seconds"])
         for a in out:
@@ -89,6 +90,7 @@ def parse_trace(events: Sequence[dict[str, Any]], skip_runs: int = 0) -> Operato
     starts = np.array([s for s, _ in kept], dtype=np.int64)
     ends = np.array([e for _, e in kept], dtype=np.int64)
     rows: dict[str, OpRow] = {}
+    durs: dict[str, list[float]] = {}
     held = peak = None
     for e in events:
         name = e.get("name", "")
@@ -116,14 +118,18 @@ def parse_trace(events: Sequence[dict[str, Any]], skip_runs: int = 0) -> Operato
             )
         r.calls += 1
         r.total_seconds += e["dur"] * 1e-6
+        durs.setdefault(node, []).append(e["dur"] * 1e-6)
         held = _max(held, _int(args.get("mem_arena_held")))
         peak = _max(peak, _int(args.get("mem_in_use_peak")))
-    total = sum(r.total_seconds for r in rows.values()) or 1.0
     for r in rows.values():
         r.mean_seconds = r.total_seconds / r.calls
-        r.share = r.total_seconds / total
+        r.median_seconds = float(np.median(durs[r.node]))
+    # Shares from medians: on a busy machine one preempted run would otherwise decide them.
+    total = sum(r.median_seconds * r.calls for r in rows.values()) or 1.0
+    for r in rows.values():
+        r.share = r.median_seconds * r.calls / total
     mean_run = float(np.mean(ends - starts)) * 1e-6 if len(kept) else None
-    nodes = sorted(rows.values(), key=lambda r: -r.total_seconds)
+    nodes = sorted(rows.values(), key=lambda r: -r.share)
     return OperatorProfile(len(kept), mean_run, nodes, held, peak)
 
 

@@ -24,6 +24,13 @@ def _ok(configs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def _relative(speed: float) -> str:
+    """How a variant compares with fp32 when it is not faster."""
+    if speed < 1 / GAIN:
+        return f"{1 / speed:.1f}× slower than fp32"
+    return f"{speed:.2f}× fp32 speed (no gain)"
+
+
 def _rec(kind: str, text: str, severity: str = "info", **evidence: Any) -> dict[str, Any]:
     return {"kind": kind, "severity": severity, "text": text, "evidence": evidence}
 
@@ -162,7 +169,7 @@ def _precision(ok, base, min_cosine):
                 out.append(
                     _rec(
                         "precision",
-                        f"{name}: {speed:.2f}× fp32 speed (no gain), cosine {cos:.5f}: keep fp32",
+                        f"{name}: {_relative(speed)}, cosine {cos:.5f}: keep fp32",
                         **ev,
                     )
                 )

@@ -164,6 +164,7 @@ def operators_csv(summary: dict[str, Any]) -> str:
         "calls",
         "total_seconds",
         "mean_seconds",
+        "median_seconds",
         "share",
         "output_bytes",
         "activation_bytes",

@@ -51,7 +51,8 @@ DDL = [
         run_id VARCHAR, config_id INTEGER, kind VARCHAR, seq INTEGER, seconds DOUBLE)""",
     """CREATE TABLE IF NOT EXISTS operators (
         run_id VARCHAR, node VARCHAR, op_type VARCHAR, provider VARCHAR, calls INTEGER,
-        total_seconds DOUBLE, mean_seconds DOUBLE, share DOUBLE, output_bytes BIGINT,
+        total_seconds DOUBLE, mean_seconds DOUBLE, median_seconds DOUBLE, share DOUBLE,
+        output_bytes BIGINT,
         activation_bytes BIGINT, parameter_bytes BIGINT)""",
     """CREATE TABLE IF NOT EXISTS power (
         run_id VARCHAR, t_seconds DOUBLE, watts DOUBLE, source VARCHAR)""",
@@ -110,23 +111,30 @@ class Store:
         self.path = Path(path)
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no results store here yet (run ortel profile first)")
-        if self.path.is_file() and self.path.stat().st_size and not is_duckdb(self.path):
+        if self.path.is_file() and self.path.stat().st_size > 0 and not is_duckdb(self.path):
             # DuckDB would open (and later write to) any small file: never touch someone's data.
             raise StoreError(f"{self.path}: cannot open the results store: not a DuckDB file")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.is_file() and self.path.stat().st_size > 0
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as e:
             raise StoreError(f"{self.path}: cannot open the results store: {e}") from None
-        if not read_only:
-            for stmt in DDL:
-                self.con.execute(stmt)
-            self.con.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-            )
-        else:
+        try:
+            if existed:  # someone else's DuckDB file must not get our tables added to it
+                self._check_schema(self.con)
+            if not read_only:
+                for stmt in DDL:
+                    self.con.execute(stmt)
+                self.con.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    [str(SCHEMA_VERSION)],
+                )
             self._check_schema(self.con)
+        except StoreError as e:
+            self.con.close()
+            raise StoreError(f"{self.path}: {e}") from None
 
     @staticmethod
     def _check_schema(con: Any, what: str = "") -> None:
@@ -184,12 +192,13 @@ class Store:
             ops = summary.get("operators") or {}
             orow = [
                 (run_id, n["node"], n["op_type"], n["provider"], n["calls"], n["total_seconds"],
-                 n["mean_seconds"], n["share"], n["output_bytes"], n["activation_bytes"],
+                 n["mean_seconds"], n.get("median_seconds"), n["share"], n["output_bytes"],
+                 n["activation_bytes"],
                  n["parameter_bytes"])
                 for n in ops.get("nodes", [])
             ]  # fmt: skip
             if orow:
-                con.executemany("INSERT INTO operators VALUES (?,?,?,?,?,?,?,?,?,?,?)", orow)
+                con.executemany("INSERT INTO operators VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", orow)
             power = summary.get("power") or {}
             prow = [(run_id, p["t"], p["watts"], power.get("source")) for p in power["timeline"]]
             if prow:
