@@ -698,3 +698,29 @@ def test_property_json_with_a_value_replaced_anywhere(tmp_path_factory, path, va
         except (IndexError, TypeError):
             pass
     _survives(tmp_path_factory.mktemp("j"), json.dumps(doc, allow_nan=True).encode())
+
+
+def test_a_locked_snapshot_is_live_even_when_its_pid_is_not_in_procfs(tmp_path):
+    """A writer in another PID namespace (a container): its pid means nothing in the daemon's
+    /proc, but its flock says it is alive, so its counts are not compacted twice."""
+    import os
+
+    from ortel.instrumentation.multiproc import SnapshotWriter
+    from ortel.instrumentation.recorder import Recorder
+
+    d = tmp_path / "mp"
+    rec = Recorder()
+    rec.series("m", "cpu").ok.extend([1000] * 3)
+    writer = SnapshotWriter(d)
+    writer(rec)
+    for p in list(d.iterdir()):  # pretend the pid is namespace-local: 424242 is not in procfs
+        p.rename(d / p.name.replace(f"ortel-{os.getpid()}-", "ortel-424242-"))
+    empty_procfs = tmp_path / "proc"
+    empty_procfs.mkdir()
+    reader = MultiprocReader(d, empty_procfs)
+    assert reader.read().live == 1
+    assert any(p.suffix == ".json" and p.name.startswith("ortel-424242") for p in d.iterdir())
+    os.close(writer._lock_fd)  # the writer exits
+    result = reader.read()
+    assert result.live == 0 and result.series[("m", "cpu")].ok.count == 3
+    assert not any(p.name.startswith("ortel-424242") for p in d.iterdir())

@@ -36,7 +36,9 @@ def recorder_with(n: int, model: str = "resnet") -> Recorder:
 
 
 def only_file(directory: Path) -> Path:
-    (path,) = directory.iterdir()
+    """The one snapshot; beside it only its lock file may exist."""
+    (path,) = directory.glob("*.json")
+    assert {p.name for p in directory.iterdir()} == {path.name, path.stem + ".lock"}
     return path
 
 
@@ -70,7 +72,9 @@ def test_rewrites_replace_the_file_and_leave_no_temporary_files(tmp_path):
     for i in range(5):
         series.ok.append(1_000_000)
         writer(rec)
-        assert [p.name for p in tmp_path.iterdir()] == [only_file(tmp_path).name]
+        assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == [
+            only_file(tmp_path).name
+        ]
         (state,) = _load(only_file(tmp_path))
         assert state.ok.count == 2 + i
 
@@ -164,3 +168,31 @@ def test_a_forked_child_writes_its_own_file_without_the_parents_counts(tmp_path)
     assert merged.series[("forked", "cpu")].ok.count == 7
     assert merged.series[("forked", "cpu")].items == 7
     assert merged.archived == 2
+
+
+def test_the_writer_holds_its_lock_until_it_exits(tmp_path):
+    """Liveness by flock works across PID namespaces: the daemon tries the writer's lock."""
+    from ortel.instrumentation.multiproc import lock_state
+
+    code = (
+        "import sys, time\n"
+        "from ortel.instrumentation.multiproc import SnapshotWriter\n"
+        "from ortel.instrumentation.recorder import Recorder\n"
+        "SnapshotWriter(sys.argv[1])(Recorder())\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        (lock,) = tmp_path.glob("*.lock")
+        assert lock_state(lock) is True
+    finally:
+        child.communicate("\n", timeout=10)
+    assert lock_state(lock) is False
+    assert lock_state(tmp_path / "missing.lock") is None

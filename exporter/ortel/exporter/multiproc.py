@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ortel.instrumentation.cardinality import LabelLimiter, add_counts, parse_counts
 from ortel.instrumentation.exposition import clean_label
-from ortel.instrumentation.multiproc import FORMAT, process_start_ticks
+from ortel.instrumentation.multiproc import FORMAT, lock_name, lock_state, process_start_ticks
 from ortel.instrumentation.state import MAX_INT, SeriesState, merge_all
 
 log = logging.getLogger("ortel.exporter")
@@ -146,6 +146,9 @@ class MultiprocReader:
         self.bad_files_total = 0
 
     def _alive(self, pid: int, start: int) -> bool:
+        held = lock_state(self.directory / lock_name(pid, start))
+        if held is not None:  # the writer's flock: right even across PID namespaces
+            return held
         if not (self.procfs / str(pid)).exists():
             return False
         # start == 0: the writer could not read its start time; trust the pid alone.
@@ -305,6 +308,7 @@ class MultiprocReader:
         os.replace(tmp, path)
         for name, _ in dead:
             _unlink(self.directory / name)
+            _unlink(self.directory / (name[: -len(".json")] + ".lock"))
         return list(merged.values())
 
 

@@ -4,12 +4,18 @@ Each process writes ``ortel-<pid>-<start>.json`` (start = the process's start ti
 from /proc, so a reused pid never overwrites an older process's counts) every flush interval and
 at exit, by writing a hidden temporary file and renaming it over the old one: the daemon never
 sees a half-written snapshot.
+
+Liveness: the writer holds an exclusive ``flock`` on ``ortel-<pid>-<start>.lock`` for as long as
+it lives (the kernel drops it when the process ends, even on SIGKILL). The daemon tells a live
+writer from an exited one by trying that lock, which works across PID namespaces (containers),
+where the pid in the file name means nothing in the daemon's /proc.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -39,17 +45,67 @@ def snapshot_name(pid: int, start: int) -> str:
     return f"ortel-{pid}-{start}.json"
 
 
+def lock_name(pid: int, start: int) -> str:
+    return f"ortel-{pid}-{start}.lock"
+
+
+def hold_lock(path: Path) -> int | None:
+    """Open and exclusively lock ``path``; the fd must stay open for the process's lifetime."""
+    if sys.platform == "win32":  # no flock: the daemon falls back to checking the pid
+        return None
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def lock_state(path: Path) -> bool | None:
+    """True if a live process holds the lock, False if nobody does, None if there is no lock
+    file (an old writer, or a platform without flock)."""
+    if sys.platform == "win32":
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # also releases the lock if we took it
+    return False
+
+
 class SnapshotWriter:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._pid = -1
         self._start = 0
+        self._lock_fd: int | None = None
 
     def __call__(self, recorder: Recorder) -> None:
         pid = os.getpid()
         if pid != self._pid:  # first write, or we are a forked child now
+            if self._lock_fd is not None:
+                # The parent's lock fd, inherited: closing our copy leaves the parent's lock
+                # held by the parent alone, so its exit is seen even while we live.
+                os.close(self._lock_fd)
             self._pid, self._start = pid, process_start_ticks()
+            # Lock before the first snapshot exists, so the daemon never sees it unlocked.
+            self._lock_fd = hold_lock(self.directory / lock_name(pid, self._start))
         doc = {
             "format": FORMAT,
             "version": VERSION,
