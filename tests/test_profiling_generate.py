@@ -6,15 +6,17 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from ortel.analysis.testmodels import gpt_decoder_model
 from ortel.instrumentation.models import mlp_model
 from ortel.profiling import generate as gen
 from ortel.profiling.inputs import InputError, InputSpec, ShapeOverrides
-from ortel.profiling.testmodels import gpt_decoder_model
 
 
 @pytest.fixture(scope="module")
 def session() -> ort.InferenceSession:
-    return ort.InferenceSession(gpt_decoder_model(), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        gpt_decoder_model(attention_mask=True), providers=["CPUExecutionProvider"]
+    )
 
 
 def layout_of(s) -> gen.KvLayout:

@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from ortel.analysis.testmodels import gpt_decoder_model
 from ortel.instrumentation.models import _finish, mlp_model
 from ortel.profiling import inputs as inp
-from ortel.profiling.testmodels import gpt_decoder_model
 
 ONNX_TYPES = {
     "tensor(float)": TensorProto.FLOAT,
@@ -124,7 +124,7 @@ def test_special_integer_inputs():
 
 def test_index_ranges_read_the_embedding_table(tmp_path: Path):
     p = tmp_path / "gpt.onnx"
-    p.write_bytes(gpt_decoder_model(vocab=50))
+    p.write_bytes(gpt_decoder_model(vocab=50, attention_mask=True))
     assert inp.index_ranges(p) == {"input_ids": 50}
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ortel.analysis.testmodels import gpt_decoder_model
 from ortel.instrumentation.models import add_model, mlp_model
 from ortel.profiling.inputs import InputError
 from ortel.profiling.profiler import Options, Reporter, profile
 from ortel.profiling.runner import Policy
 from ortel.profiling.stats import STAT_KEYS
-from ortel.profiling.testmodels import gpt_decoder_model
 
 FAST = Policy(min_duration=0.05, min_samples=30, warmup_window=0.01, warmup_max=0.1)
 SUMMARY_KEYS = {"load_seconds", "first_inference_seconds", "latency_seconds",
@@ -119,7 +119,7 @@ def test_no_power_source_means_no_energy_numbers(mlp: Path, tmp_path: Path):
 
 def test_generation_on_a_decoder(tmp_path: Path):
     p = tmp_path / "gpt.onnx"
-    p.write_bytes(gpt_decoder_model())
+    p.write_bytes(gpt_decoder_model(attention_mask=True))
     s = profile(opts(p, generate=4, prompt_len=6, generate_runs=2, op_profile=False,
                      seq_lens=[8]), tmp_path).summary()  # fmt: skip
     g = s["generation"]

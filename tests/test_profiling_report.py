@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ortel.analysis.testmodels import gpt_decoder_model
 from ortel.instrumentation.models import mlp_model
 from ortel.profiling.profiler import Options, profile
 from ortel.profiling.report import result_samples, store_samples, write_reports
 from ortel.profiling.runner import Policy
 from ortel.profiling.stats import STAT_KEYS
 from ortel.profiling.store import Store
-from ortel.profiling.testmodels import gpt_decoder_model
 
 FAST = Policy(min_duration=0.05, min_samples=30, warmup_window=0.01, warmup_max=0.05)
 
@@ -123,7 +123,7 @@ def test_reports_from_the_store_match_the_live_ones(mlp_run, tmp_path: Path):
 
 def test_generation_section(tmp_path: Path):
     p = tmp_path / "gpt.onnx"
-    p.write_bytes(gpt_decoder_model(layers=1))
+    p.write_bytes(gpt_decoder_model(layers=1, attention_mask=True))
     o = Options(p, policy=FAST, power=False, op_profile=False, generate=5, prompt_len=4,
                 generate_runs=2, seq_lens=[4])  # fmt: skip
     res = profile(o, tmp_path)

@@ -10,10 +10,10 @@ import duckdb
 import numpy as np
 import pytest
 
+from ortel.analysis.testmodels import gpt_decoder_model
 from ortel.profiling.profiler import Options, profile
 from ortel.profiling.runner import Policy
 from ortel.profiling.store import Store, StoreError, default_path
-from ortel.profiling.testmodels import gpt_decoder_model
 
 FAST = Policy(min_duration=0.05, min_samples=30, warmup_window=0.01, warmup_max=0.05)
 
@@ -23,7 +23,7 @@ def results(tmp_path_factory):
     """Two real runs of a decoder (with generation and an operator profile)."""
     d = tmp_path_factory.mktemp("runs")
     model = d / "gpt.onnx"
-    model.write_bytes(gpt_decoder_model(layers=1))
+    model.write_bytes(gpt_decoder_model(layers=1, attention_mask=True))
     out = []
     for label in ("main", "branch"):
         o = Options(

@@ -238,7 +238,7 @@ def test_a_snapshot_carries_the_dropped_counts(tmp_path):
     for m in ("a", "b", "c"):
         rec.series(m).ok.append(1)
     SnapshotWriter(tmp_path)(rec)
-    (path,) = tmp_path.iterdir()
+    (path,) = tmp_path.glob("ortel-*.json")
     assert json.loads(path.read_text())["dropped"] == {"model": 2}
 
 

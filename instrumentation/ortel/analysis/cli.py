@@ -253,7 +253,9 @@ def analyze(model: Path, **kw: Any) -> None:
         extended = load_model(extended_path, dict(original.input_shapes)) if extended_path else None
     except ModelError as e:
         fail(f"optimized graph: {e}")
-    mapping = _mapping(original, optimized, extended)
+    from .mapping import map_models
+
+    mapping = map_models(original.graph, optimized.graph, extended.graph if extended else None)
     roof = _roof(kw, tty)
     if kw["power_w"] is not None:
         power = Power(kw["power_w"], "given", "--power-w")
@@ -309,17 +311,6 @@ def _split_env(values: tuple[str, ...]) -> list[str]:
     for v in values:
         out.extend(v.split())
     return out
-
-
-def _mapping(original: Any, optimized: Any, extended: Any) -> Any:
-    from .mapping import compose, map_graphs
-
-    if extended is None:
-        return map_graphs(original.graph, optimized.graph)
-    return compose(
-        map_graphs(original.graph, extended.graph),
-        map_graphs(extended.graph, optimized.graph, upstream=True),
-    )
 
 
 def _roof(kw: dict[str, Any], tty: bool) -> Any:

@@ -163,3 +163,11 @@ def compose(first: Mapping, second: Mapping) -> Mapping:
                 fate[n] = f
     inserted = [a for a, names in absorbed.items() if not names]
     return Mapping(absorbed, fate, inserted)
+
+
+def map_models(original: Graph, optimized: Graph, extended: Graph | None = None) -> Mapping:
+    """Original → optimized, through ORT's extended-level graph when there is one (its rewrites
+    and the layout ones are mapped in two steps: each is easier to follow than both at once)."""
+    if extended is None:
+        return map_graphs(original, optimized)
+    return compose(map_graphs(original, extended), map_graphs(extended, optimized, upstream=True))

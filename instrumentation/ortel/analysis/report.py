@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .analyze import Analysis, Row
+from .svg import hbar_chart
 
 OPS_COLUMNS = [
     "node", "op_type", "domain", "provider", "parent", "fused_from", "calls_per_run", "time_us",
@@ -195,6 +196,20 @@ def pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
+def _cost_cells(r: Row) -> list[str]:
+    """Self time, share, MACs, intensity, bound, % of roof, energy: one node's row in the terminal
+    table and in report.html alike."""
+    return [
+        us(r.self_time_us),
+        pct(r.share_of_latency),
+        "unknown" if r.macs is None else si(r.macs),
+        "—" if r.arithmetic_intensity is None else f"{r.arithmetic_intensity:.3g}",
+        r.bound,
+        "—" if r.pct_of_roof is None else f"{r.pct_of_roof:.0f}%",
+        si(r.energy_j, "J"),
+    ]
+
+
 # --- terminal -------------------------------------------------------------------------------------
 def print_summary(a: Analysis, console: Any, top: int = 15) -> None:
     from rich.table import Table
@@ -208,13 +223,7 @@ def print_summary(a: Analysis, console: Any, top: int = 15) -> None:
         t.add_row(
             r.key[:48],
             r.op_type,
-            us(r.self_time_us),
-            pct(r.share_of_latency),
-            "unknown" if r.macs is None else si(r.macs),
-            "—" if r.arithmetic_intensity is None else f"{r.arithmetic_intensity:.3g}",
-            r.bound,
-            "—" if r.pct_of_roof is None else f"{r.pct_of_roof:.0f}%",
-            si(r.energy_j, "J"),
+            *_cost_cells(r),
             "●" if r.on_critical_path else "",
         )
     console.print(t)
@@ -280,28 +289,6 @@ COLORS = {"compute": "#2b7bba", "memory": "#e07b39", "unknown": "#999999",
 
 def _esc(v: Any) -> str:
     return html.escape(str(v), quote=True)
-
-
-def _bars(items: list[tuple[str, float, str]], unit_fmt, width: int = 640) -> str:
-    """Horizontal bar chart: (label, value, tooltip)."""
-    if not items:
-        return "<p>no data</p>"
-    h, label_w = 20, 200
-    top = max(v for _, v, _ in items) or 1.0
-    parts = [f'<svg width="{width}" height="{h * len(items) + 4}" role="img">']
-    for i, (label, v, tip) in enumerate(items):
-        y = i * h + 2
-        w = (width - label_w - 90) * v / top
-        parts.append(
-            f"<g><title>{_esc(tip)}</title>"
-            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" class="l">'
-            f"{_esc(label[:32])}</text>"
-            f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1):.1f}" height="{h - 6}" '
-            f'fill="#2b7bba"/><text x="{label_w + w + 6:.1f}" y="{y + 14}" class="l">'
-            f"{_esc(unit_fmt(v))}</text></g>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
@@ -451,13 +438,15 @@ def render_html(a: Analysis, title: str) -> str:
         ("unknown ops", ", ".join(s["unknown_ops"]) or "none"),
     ]
     by_type = a.by_op_type
-    time_bars = _bars(
+    time_bars = hbar_chart(
         [(g["op_type"], g["time_us"], f"{g['nodes']} nodes") for g in by_type if g["time_us"]],
         us,
+        color=COLORS["compute"],
     )
-    energy_bars = _bars(
+    energy_bars = hbar_chart(
         [(g["op_type"], g["energy_j"], f"{g['nodes']} nodes") for g in by_type if g["energy_j"]],
         lambda v: si(v, "J"),
+        color=COLORS["compute"],
     )
     o = a.offload
     off_rows = [
@@ -492,13 +481,7 @@ def render_html(a: Analysis, title: str) -> str:
             r.key,
             r.op_type,
             r.provider,
-            us(r.self_time_us),
-            pct(r.share_of_latency),
-            "unknown" if r.macs is None else si(r.macs),
-            "—" if r.arithmetic_intensity is None else f"{r.arithmetic_intensity:.3g}",
-            r.bound,
-            "—" if r.pct_of_roof is None else f"{r.pct_of_roof:.0f}%",
-            si(r.energy_j, "J"),
+            *_cost_cells(r),
             "yes" if r.on_critical_path else "",
             ", ".join(r.fused_from),
         ]

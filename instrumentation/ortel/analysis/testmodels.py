@@ -7,7 +7,9 @@ Every builder is deterministic (fixed seed, fixed producer) and returns the seri
 - ``transformer_encoder_model``: one pre-LN encoder block; weights from a Cast and a
   ConstantOfShape (constant subgraphs), a ``Constant`` node; symbolic ``batch`` and ``seq``.
 - ``gpt_decoder_model``: a GPT-style decoder with a KV cache (``past_key_values.{i}.key/value``
-  in, ``present.{i}.key/value`` out), causal mask, tied-free LM head.
+  in, ``present.{i}.key/value`` out), causal mask, optional ``attention_mask`` input, tied-free
+  LM head; also the demo model of ``ortel profile --generate`` (``python -m
+  ortel.analysis.testmodels gpt.onnx``).
 - ``control_flow_model``: a Loop with a constant trip count, a Loop whose trip count is an
   input, and an If.
 - ``dynamic_dims_model``: symbolic dims and a Shape→Gather→Concat→Reshape chain.
@@ -232,10 +234,13 @@ def gpt_decoder_model(
     vocab: int = 256,
     max_positions: int = 256,
     seed: int = 0,
+    attention_mask: bool = False,
 ) -> bytes:
-    """A GPT-style decoder with a KV cache.
+    """A GPT-style decoder with a KV cache, named as Hugging Face / Optimum exports name it.
 
-    Inputs: ``input_ids [batch, seq]`` (int64), ``past_key_values.{i}.key`` and
+    Inputs: ``input_ids [batch, seq]`` (int64), with ``attention_mask=True`` then
+    ``attention_mask [batch, total_seq]`` (int64, 0 hides a key: padding), and
+    ``past_key_values.{i}.key`` and
     ``past_key_values.{i}.value`` ``[batch, heads, past_seq, head_dim]`` for each layer (an
     empty cache has ``past_seq = 0``). Outputs: ``logits [batch, seq, vocab]``,
     ``present.{i}.key`` / ``present.{i}.value`` ``[batch, heads, past_seq + seq, head_dim]``.
@@ -246,6 +251,8 @@ def gpt_decoder_model(
     """
     from onnx import TensorProto, helper
 
+    if hidden % heads:
+        raise ValueError("hidden must be a multiple of heads")
     hd = hidden // heads
     m = _Builder(seed)
     wte = m.init("wte", (0.02 * m.rng.standard_normal((vocab, hidden))).astype(np.float32))
@@ -275,11 +282,18 @@ def gpt_decoder_model(
     allowed = m.node(
         "Cast", [m.node("Trilu", [ones, p0], "mask.tril", upper=0)], "mask", to=TensorProto.BOOL
     )
+    inputs = [_vi("input_ids", ["batch", "seq"], TensorProto.INT64)]
+    if attention_mask:
+        # Padding: [batch, total] → [batch, 1, 1, total], and-ed with the causal [seq, total].
+        keys = m.node("Cast", ["attention_mask"], "mask.keys", to=TensorProto.BOOL)
+        axes12 = m.init("axes12", np.array([1, 2], np.int64))
+        keys = m.node("Unsqueeze", [keys, axes12], "mask.keys.4d")
+        allowed = m.node("And", [allowed, keys], "mask.padded")
+        inputs.append(_vi("attention_mask", ["batch", "total_seq"], TensorProto.INT64))
     neg = m.init("mask.neg", np.array(-1e4, np.float32))
     split = m.init("split_shape", np.array([0, 0, heads, hd], np.int64))
     merge = m.init("merge_shape", np.array([0, 0, hidden], np.int64))
     scale = m.init("attn_scale", np.array(1.0 / math.sqrt(hd), np.float32))
-    inputs = [_vi("input_ids", ["batch", "seq"], TensorProto.INT64)]
     outputs = [_vi("logits", ["batch", "seq", vocab])]
     for i in range(layers):
         p = f"h.{i}"
@@ -532,3 +546,22 @@ def save_with_external_data(model: bytes, path: Path, size_threshold: int = 1024
         size_threshold=size_threshold,
     )
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the decoder (with ``attention_mask``) for ``ortel profile --generate``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ortel.analysis.testmodels")
+    parser.add_argument("path", type=Path, help="where to write the decoder .onnx")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=64)
+    args = parser.parse_args(argv)
+    model = gpt_decoder_model(layers=args.layers, hidden=args.hidden, attention_mask=True)
+    args.path.write_bytes(model)
+    print(f"wrote {args.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

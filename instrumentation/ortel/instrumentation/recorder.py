@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ortel.instrumentation")
 
 FLUSH_INTERVAL = 1.0  # seconds between background folds (and snapshot writes)
+FOLDS_PER_FLUSH = 4  # the background thread folds every 0.25 s, flushes (snapshots) every 1 s
 FOLD_CHUNK = 4096  # durations folded per numpy pass (32 KiB arrays)
 MAX_ALIASES = 10_000  # label values remembered as mapping to another series (cut, cleaned, capped)
 _INV_LN_GAMMA = 1.0 / LN_GAMMA
@@ -341,11 +342,18 @@ def _flops(value: float) -> float:
 
 def _flush_loop(ref: weakref.ref[Recorder], stop: threading.Event) -> None:
     # Holds only a weak reference so a discarded test recorder is collected with its thread.
-    while not stop.wait(FLUSH_INTERVAL):
+    # Folds FOLDS_PER_FLUSH times per flush: the buffers then hold a fraction of a second of
+    # calls, which bounds a busy process's memory (and its heap's high-water mark).
+    tick = 0
+    while not stop.wait(FLUSH_INTERVAL / FOLDS_PER_FLUSH):
         rec = ref()
         if rec is None:
             return
-        rec.flush()
+        tick += 1
+        if tick % FOLDS_PER_FLUSH:
+            rec.fold()
+        else:
+            rec.flush()
         del rec
 
 

@@ -16,8 +16,6 @@ import click
 
 from ortel.exporter.cli import fail
 
-from .runner import Policy
-
 
 def _ints(name: str):
     def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[int] | None:
@@ -248,6 +246,7 @@ def profile(**o: Any) -> None:
     from .profiler import Options
     from .profiler import profile as run_profile
     from .providers import ProviderError
+    from .runner import Policy
     from .store import Store, StoreError, default_path
 
     try:
@@ -331,7 +330,7 @@ def profile(**o: Any) -> None:
 def _print_summary(console: Any, s: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from .svg import fmt_seconds
+    from ortel.analysis.svg import fmt_seconds
 
     t = Table(title=f"ortel profile: {s['model'].get('name')}", title_justify="left")
     for col in ("#", "configuration", "status", "p50", "p99", "items/s", "samples", "steady"):
@@ -403,7 +402,7 @@ def runs() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 def runs_list(db: Path | None, limit: int, model: str | None, as_json: bool) -> None:
     """Stored runs, newest first."""
-    from .svg import fmt_seconds
+    from ortel.analysis.svg import fmt_seconds
 
     with _open_store(db) as store:
         rows = store.list(limit or None, model)
@@ -592,7 +591,7 @@ def compare(
 def _print_comparison(cmp: Any) -> None:
     from rich.table import Table
 
-    from .svg import fmt_seconds
+    from ortel.analysis.svg import fmt_seconds
 
     console = _stdout()
     t = Table(

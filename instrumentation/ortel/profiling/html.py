@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from ortel.analysis.svg import Chart, Series, bar_chart, fmt_seconds, histogram, seconds_unit
+
 from .providers import short_name
 from .report import Samples, _bytes
 from .stats import PERCENTILES
-from .svg import Chart, Series, bar_chart, fmt_seconds, histogram, seconds_unit
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}

@@ -167,44 +167,30 @@ def analyze(
     Returns ``{"summary": …, "html": …}``, None without ortel.analysis, ``{"error": …}`` when the
     analysis fails (it is an extra: its failure never loses the run)."""
     try:
-        from ortel.analysis.analyze import analyze as run_analysis
-        from ortel.analysis.energy import Power
-        from ortel.analysis.graph import load_model
-        from ortel.analysis.hostinfo import host_info
-        from ortel.analysis.mapping import compose, map_graphs
-        from ortel.analysis.profile_run import save_optimized
-        from ortel.analysis.report import render_html
-        from ortel.analysis.roofline import Roof
-        from ortel.analysis.trace import parse_trace
+        from ortel.analysis.api import analyze_trace
     except ImportError:
         return None
     if not prof.trace_path:
         return None
+    power = None
+    if watts:
+        power = (watts, power_source or "measured", "ortel profile's power collectors")
     try:
-        original = load_model(model, {k: tuple(v) for k, v in (shapes or {}).items()})
-        opt_path, ext_path = save_optimized(model, workdir / "analysis", "all", threads, [provider])
-        optimized = load_model(opt_path, dict(original.input_shapes))
-        if ext_path is None:
-            mapping = map_graphs(original.graph, optimized.graph)
-        else:
-            extended = load_model(ext_path, dict(original.input_shapes))
-            mapping = compose(
-                map_graphs(original.graph, extended.graph),
-                map_graphs(extended.graph, optimized.graph, upstream=True),
-            )
-        trace = parse_trace(prof.trace_path, warmup_runs=warmup_runs)
-        info, how = host_info()  # measured once per host, then cached (ortel hostinfo)
-        roof = Roof(info.peak_flops, info.mem_bw, how)
-        power = None
-        if watts:
-            power = Power(watts, power_source or "measured", "ortel profile's power collectors")
-        a = run_analysis(original, optimized, trace, roof, power, mapping)
-        html = render_html(a, model.name)
+        summary, html = analyze_trace(
+            model,
+            Path(prof.trace_path),
+            workdir / "analysis",
+            shapes=shapes,
+            power=power,
+            threads=threads,
+            providers=[provider],
+            warmup_runs=warmup_runs,
+        )
     except Exception as e:  # the analysis is an extra: its failure must not lose the run
         return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
     body = html.split("<body>", 1)[-1].rsplit("</body>", 1)[0]
     body = re.sub(r"<h1>.*?</h1>", "", body, count=1, flags=re.S)
-    return {"summary": _json_safe(a.summary), "html": body}
+    return {"summary": _json_safe(summary), "html": body}
 
 
 def _json_safe(v: Any) -> Any:

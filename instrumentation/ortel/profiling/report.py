@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ortel.analysis.svg import fmt_seconds
+
 from .stats import STAT_KEYS
-from .svg import fmt_seconds
 
 Samples = Callable[[int | None, str], np.ndarray]  # (config id or None, kind) -> seconds
 

@@ -1,13 +1,16 @@
-"""Inline SVG charts for the HTML report: no JavaScript, no fonts or scripts from a CDN.
+"""Inline SVG charts for the HTML reports of ``ortel analyze`` and ``ortel profile``: no
+JavaScript, no fonts or scripts from a CDN.
 
-Small on purpose: line and scatter series on linear or log axes, bars, and a histogram, with
-readable ticks. Values are plain floats; the caller picks units (``seconds_unit``).
+Small on purpose: line and scatter series on linear or log axes, vertical and horizontal bars,
+and a histogram, with readable ticks. Values are plain floats; the caller picks units
+(``seconds_unit``). Only numpy is imported, so both packages can use it without pulling in the
+other's heavy dependencies.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -201,6 +204,39 @@ def bar_chart(
             )
     out.append("</svg>")
     return "".join(out)
+
+
+def hbar_chart(
+    items: Sequence[tuple[str, float, str]],
+    fmt: Callable[[float], str] = _fmt,
+    width: int = 640,
+    row_height: int = 20,
+    label_width: int = 200,
+    color: str = PALETTE[0],
+) -> str:
+    """Horizontal bars, one row each ``(label, value, tooltip)``: for many long labels (op types,
+    node names) that a vertical bar chart would have to slant."""
+    if not items:
+        return "<p>no data</p>"
+    h = row_height
+    top = max(v for _, v, _ in items) or 1.0
+    parts = [
+        f'<svg width="{width}" height="{h * len(items) + 4}" role="img" '
+        'font-family="system-ui, sans-serif">'
+    ]
+    for i, (label, v, tip) in enumerate(items):
+        y = i * h + 2
+        w = (width - label_width - 90) * v / top
+        parts.append(
+            f"<g><title>{escape(tip)}</title>"
+            f'<text x="{label_width - 6}" y="{y + 14}" text-anchor="end" font-size="11">'
+            f"{escape(label[:32])}</text>"
+            f'<rect x="{label_width}" y="{y + 3}" width="{max(w, 1):.1f}" height="{h - 6}" '
+            f'fill="{color}"/><text x="{label_width + w + 6:.1f}" y="{y + 14}" '
+            f'font-size="11">{escape(fmt(v))}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def histogram(

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from ortel.profiling import svg
+from ortel.analysis import svg
 
 
 @pytest.mark.parametrize(
@@ -75,3 +75,16 @@ def test_bars_mark_failures_and_slant_many_labels():
     assert "failed" in out
     many = svg.bar_chart("b", [f"op{i}" for i in range(10)], list(range(10)), "us")
     assert "rotate(-25" in many
+
+
+def test_horizontal_bars_scale_to_the_largest_and_escape():
+    import xml.etree.ElementTree as ET
+
+    out = svg.hbar_chart(
+        [("MatMul", 300.0, "4 nodes"), ("<Add>", 150.0, "a & b")], lambda v: f"{v:g} us"
+    )
+    root = ET.fromstring(out)
+    widths = [float(r.get("width")) for r in root.iter("rect") if r.get("width")]
+    assert widths[0] == pytest.approx(2 * widths[1])
+    assert "&lt;Add&gt;" in out and "a &amp; b" in out and "300 us" in out
+    assert svg.hbar_chart([], str) == "<p>no data</p>"
