@@ -169,6 +169,7 @@ def soak(
     scrape_hz: float,
     warmup: float | None,
     error_every: int = ERROR_EVERY,
+    malloc_arena_max: int = 2,
 ) -> dict:
     from ortel.exporter.collectors.registry import SPECS
 
@@ -183,6 +184,12 @@ def soak(
     # the warm-up makes what follows the steady state (the default 60 s would need a longer run).
     window = max(5.0, min(60.0, warmup - 5.0))
     env["ORTEL_WINDOW_SECONDS"] = str(window)  # the worker's; the daemon's is --window
+    if malloc_arena_max:
+        # glibc gives each thread that allocates its own heap arena; eight inference threads
+        # make eight arenas whose fragmentation grows RSS for minutes in any such process, with
+        # or without ortel (docs/reliability.md). Two arenas, as often set for threaded Python
+        # servers, leave growth that would be ortel's own.
+        env["MALLOC_ARENA_MAX"] = str(malloc_arena_max)
     collectors = ",".join(s.name for s in SPECS)
     daemon_log = open(Path(tmp.name) / "daemon.log", "wb")  # noqa: SIM115 - closed below
     daemon = subprocess.Popen(
@@ -201,6 +208,7 @@ def soak(
         "scrape_hz": scrape_hz,
         "window_s": window,
         "error_every": error_every,
+        "malloc_arena_max": malloc_arena_max or None,
     }
     work = None
     try:
@@ -379,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
         default=ERROR_EVERY,
         help=f"one call in N has a malformed input (default {ERROR_EVERY}; 0: none)",
     )
+    ap.add_argument(
+        "--malloc-arena-max",
+        type=int,
+        default=2,
+        help="MALLOC_ARENA_MAX for both processes (default 2; 0: glibc's default, 8 per core)",
+    )
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -387,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.duration <= 0 or a.threads < 1 or a.scrape_hz <= 0 or a.error_every < 0:
         print("soak: --duration, --threads and --scrape-hz must be positive", file=sys.stderr)
         return 2
-    r = soak(a.duration, a.threads, a.scrape_hz, a.warmup, a.error_every)
+    r = soak(a.duration, a.threads, a.scrape_hz, a.warmup, a.error_every, a.malloc_arena_max)
     problems = verdict(r, a.max_rss_growth)
     r["problems"] = problems
     if a.json:
