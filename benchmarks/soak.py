@@ -239,7 +239,7 @@ def soak(
             if now >= next_rss:
                 for name, pid in (("daemon", daemon.pid), ("worker", work.pid)):
                     r = rss_bytes(pid)
-                    if r is not None:
+                    if r is not None and now - t0 <= duration:  # under load, not exiting
                         rss[name].append((now - t0, r))
                 next_rss += 1.0
                 progress(now - t0)

@@ -34,7 +34,7 @@ from .derive import Carbon, Derived
 from .http import make_server
 from .otlp_push import OtlpPush
 from .sampler import Sampler
-from .webconfig import Policy, Security
+from .webconfig import Policy, Security, describe
 
 DRAIN_SECONDS = 5.0  # SIGTERM: how long scrapes in flight may take to finish
 
@@ -227,6 +227,8 @@ class Daemon:
             signal.signal(sig, self.stop)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self.hangup)
+        if self.security.configured:
+            log.info("web config: %s", describe(self.security.policy))
         self.warn_if_exposed()
         if self.settings.demo:
             self.start_demo()

@@ -157,9 +157,10 @@ class InferenceSpans:
         return self.admits(self._current().get(self._span_key), now)
 
     def _fail(self, span: Any, exc: BaseException) -> None:
+        # The exception's type only: its message can quote input values (ONNX Runtime's and
+        # users' errors do), and ortel never exports inputs. So no record_exception here.
         span.set_attribute("error.type", type(exc).__qualname__)
-        span.record_exception(exc)
-        span.set_status(self._error(f"{type(exc).__name__}: {exc}"))
+        span.set_status(self._error(type(exc).__qualname__))
 
     # -- sessions ----------------------------------------------------------------------------
     def session_wrappers(self) -> dict[str, Callable[..., Callable[..., Any]]]:
