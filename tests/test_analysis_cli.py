@@ -197,3 +197,22 @@ def test_the_commands_are_listed_and_the_package_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "'analyze'" in out.stdout and "'hostinfo'" in out.stdout
+
+
+def test_without_the_analysis_extra_it_says_what_to_install(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from ortel.exporter.cli import main
+    from ortel.instrumentation.models import add_model
+
+    model = tmp_path / "add.onnx"
+    model.write_bytes(add_model())
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real(n, *a)
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main(["analyze", str(model), "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'ortel[analysis]'" in err

@@ -68,13 +68,14 @@ def test_wheel_contents(wheel: Path) -> None:
     assert "ortel/__init__.py" not in names
 
 
-# Run in the venv: drops the checkout from sys.path first, since the editable install's .pth in
-# the (shared) system site-packages would otherwise put the source halves back on it.
+# Run in the venv: keeps only sys.path entries inside the venv and the base interpreter, since an
+# editable install's .pth in the (shared) system site-packages — of this checkout or any other —
+# would otherwise put source halves back on it.
 PROBE = textwrap.dedent(
     """
-    import json, sys
-    repo = sys.argv[1]
-    sys.path[:] = [p for p in sys.path if not (p + "/").startswith(repo + "/")]
+    import json, os, sys
+    roots = tuple(os.path.realpath(r) + os.sep for r in (sys.prefix, sys.base_prefix))
+    sys.path[:] = [p for p in sys.path if p and (os.path.realpath(p) + os.sep).startswith(roots)]
     import ortel, ortel.exporter, ortel.instrumentation
     print(json.dumps({
         "ortel": list(ortel.__path__),

@@ -175,6 +175,10 @@ def _warn(msg: str) -> None:
 def analyze(model: Path, **kw: Any) -> None:
     """Profile MODEL (or read --trace) and report per node where the time and the energy go,
     MACs/FLOPs/bytes, what bounds each op, the critical path and what an accelerator buys."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        fail("ortel analyze needs the onnx package: pip install 'ortel[analysis]'")
     from .energy import FALLBACK_WATTS_PER_THREAD, Power
     from .graph import ModelError, load_model, parse_shape_args
     from .profile_run import ProfileError, bridge_graph, profile, save_optimized

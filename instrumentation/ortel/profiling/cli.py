@@ -367,6 +367,8 @@ def _print_summary(console: Any, s: dict[str, Any]) -> None:
             markup=r["severity"] == "warning",
             highlight=False,
         )
+    for n in s.get("notes") or []:  # what did not run, and why
+        console.print("note: " + n, markup=False, highlight=False)
 
 
 # --- ortel runs ----------------------------------------------------------------------------------

@@ -166,6 +166,10 @@ def analyze(
     roofline, critical path and offload candidates per node, with the run's own measured power.
     Returns ``{"summary": …, "html": …}``, None without ortel.analysis, ``{"error": …}`` when the
     analysis fails (it is an extra: its failure never loses the run)."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:  # the analysis extra is not installed
+        return {"error": "operator analysis skipped: pip install 'ortel[analysis]'"}
     try:
         from ortel.analysis.api import analyze_trace
     except ImportError:

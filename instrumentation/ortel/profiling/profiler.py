@@ -524,6 +524,8 @@ def _operators(opts, model, workdir, res, feeds, rep, monitor) -> None:
             provider=cfg.provider,
             warmup_runs=OP_WARMUP,
         )
+        if isinstance(prof.analysis, dict) and prof.analysis.get("error"):
+            res.notes.append(f"ortel analyze: {prof.analysis['error']}")  # shown, not buried
 
 
 def _generation(opts, model, res, layout, feeds, rep) -> None:
