@@ -36,9 +36,14 @@ class PeakRss:
         """Start a new peak; False where the kernel or the sandbox does not allow it."""
         try:
             (self.procfs / "self" / "clear_refs").write_text("5")
-            self._reset_ok = True
         except OSError:
             self._reset_ok = False
+            return False
+        # Some kernels and sandboxes accept the write and ignore it: right after a real reset the
+        # peak equals the current RSS, so believe the reset only when the kernel shows it.
+        st = self._status()
+        hwm, rss = st.get("VmHWM"), st.get("VmRSS")
+        self._reset_ok = hwm is None or rss is None or hwm <= rss + 8 * 1024 * 1024
         return self._reset_ok
 
     def current(self) -> int | None:
