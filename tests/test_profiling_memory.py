@@ -6,18 +6,21 @@ from pathlib import Path
 
 from ortel.profiling.memory import PeakRss
 
+# As the kernel shows it right after a reset: the peak is (about) the current RSS.
 STATUS = """Name:\tpython3
 VmPeak:\t 1000000 kB
-VmHWM:\t  204800 kB
+VmHWM:\t  104448 kB
 VmRSS:\t  102400 kB
 Threads:\t4
 """
+# A kernel or sandbox that accepted the write and ignored it: the old peak stays.
+IGNORED = STATUS.replace("104448", "204800")
 
 
-def fake_proc(tmp_path: Path, writable: bool = True) -> Path:
+def fake_proc(tmp_path: Path, writable: bool = True, status: str = STATUS) -> Path:
     d = tmp_path / "proc" / "self"
     d.mkdir(parents=True)
-    (d / "status").write_text(STATUS)
+    (d / "status").write_text(status)
     if writable:
         (d / "clear_refs").write_text("")
     return tmp_path / "proc"
@@ -28,8 +31,15 @@ def test_reads_vmhwm_and_vmrss(tmp_path: Path):
     assert m.reset()
     assert (tmp_path / "proc" / "self" / "clear_refs").read_text() == "5"
     p = m.peak()
-    assert p.bytes == 204800 * 1024 and p.since_reset
+    assert p.bytes == 104448 * 1024 and p.since_reset
     assert m.current() == 102400 * 1024
+
+
+def test_an_ignored_reset_is_not_believed(tmp_path: Path):
+    m = PeakRss(fake_proc(tmp_path, status=IGNORED))
+    assert not m.reset()
+    p = m.peak()
+    assert p.bytes == 204800 * 1024 and not p.since_reset
 
 
 def test_a_refused_reset_is_the_peak_since_start(tmp_path: Path):
