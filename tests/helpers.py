@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from ortel.instrumentation.readings import HistogramValue, Reading
+from ortel.core.readings import HistogramValue, Reading
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

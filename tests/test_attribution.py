@@ -20,6 +20,9 @@ import pytest
 from harness import OrtelServe, http_get
 from helpers import FIXTURES, copy_fixture
 
+from ortel.core import catalog as c
+from ortel.core.readings import Reading, reading
+from ortel.core.state import GenerationState, Hist, SeriesState
 from ortel.exporter.attribution import (
     Activity,
     Attribution,
@@ -34,10 +37,7 @@ from ortel.exporter.collectors.process import ProcessCollector
 from ortel.exporter.collectors.rapl import RaplCollector
 from ortel.exporter.derive import JOULES_PER_KWH
 from ortel.exporter.multiproc import instrumented_pids
-from ortel.instrumentation import catalog as c
 from ortel.instrumentation.multiproc import FORMAT, VERSION, snapshot_name
-from ortel.instrumentation.readings import Reading, reading
-from ortel.instrumentation.state import GenerationState, Hist, SeriesState
 
 CLK_TCK = 100
 N_CPUS = 4  # the fixture host

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from ortel.instrumentation import cardinality as card
-from ortel.instrumentation.cardinality import (
+from ortel.core import cardinality as card
+from ortel.core.cardinality import (
     DEFAULT_LIMITS,
     OTHER,
     LabelLimiter,

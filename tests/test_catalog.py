@@ -5,7 +5,7 @@ import re
 import pytest
 import semconv_registry as semconv
 
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
 
 UNIT_SUFFIX = {"seconds", "bytes", "ratio", "hertz", "joules", "watts", "celsius"}
 

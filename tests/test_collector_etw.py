@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, as_dict
 
+from ortel.core import catalog as c
+from ortel.core.readings import HistogramValue
 from ortel.exporter.collectors import etw
 from ortel.exporter.collectors.base import CollectorOptions, NoDataError
-from ortel.instrumentation import catalog as c
 from ortel.instrumentation.multiproc import SnapshotWriter
-from ortel.instrumentation.readings import HistogramValue
 from ortel.instrumentation.recorder import Recorder
 
 KERNEL = [

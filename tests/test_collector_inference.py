@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from helpers import as_dict
 
+from ortel.core import catalog as c
+from ortel.core.cardinality import DEFAULT_LIMITS
 from ortel.exporter.collectors.base import NoDataError
 from ortel.exporter.collectors.inference import InferenceCollector
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.cardinality import DEFAULT_LIMITS
 from ortel.instrumentation.multiproc import ENV
 
 HAS_PROC = Path("/proc/self/stat").exists()

@@ -22,10 +22,10 @@ import pynvml
 import pytest
 from helpers import as_dict
 
+from ortel.core import catalog
 from ortel.exporter.collectors import nvml
 from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 from ortel.exporter.sampler import Sampler
-from ortel.instrumentation import catalog
 
 NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
 

@@ -13,9 +13,9 @@ from helpers import FIXTURES, as_dict, copy_fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ortel.core import catalog
 from ortel.exporter.collectors import rapl
 from ortel.exporter.collectors.base import CollectorOptions, NoDataError
-from ortel.instrumentation import catalog
 
 SYSFS = FIXTURES / "sysfs"
 POWERCAP = SYSFS / "class" / "powercap"

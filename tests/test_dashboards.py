@@ -23,8 +23,8 @@ import pytest
 from harness import OrtelServe, Prometheus, http_get
 from helpers import FIXTURES
 
+from ortel.core import catalog
 from ortel.exporter import dashboards as d
-from ortel.instrumentation import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards"
@@ -108,7 +108,7 @@ def test_every_metric_name_exists_in_the_catalogue():
         for text in texts:
             for series in d.metric_names(text):
                 m = d.base_metric(series)
-                assert m is not None, f"{name}: {series!r} is not in ortel.instrumentation.catalog"
+                assert m is not None, f"{name}: {series!r} is not in ortel.core.catalog"
                 seen.add(m.name)
     assert catalog.INFERENCES.name in seen and catalog.CPU_UTILIZATION.name in seen
 

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
 from ortel.instrumentation.decorator import profiled, track
 from ortel.instrumentation.recorder import Recorder
 

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from ortel.core import catalog as c
+from ortel.core.readings import Reading, reading
 from ortel.exporter.derive import (
     DEFAULT_GRID_INTENSITY,
     JOULES_PER_KWH,
@@ -13,8 +15,6 @@ from ortel.exporter.derive import (
     Derived,
     apply_derivations,
 )
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.readings import Reading, reading
 
 G = DEFAULT_GRID_INTENSITY / JOULES_PER_KWH  # grams per joule at the default intensity
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from ortel.core import catalog
 from ortel.exporter import docs
-from ortel.instrumentation import catalog
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

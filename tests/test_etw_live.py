@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import as_dict
 
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "win32",

@@ -1,9 +1,9 @@
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.exposition import ReadingsCollector, to_families
-from ortel.instrumentation.readings import HistogramValue, Reading, SummaryValue, reading
+from ortel.core import catalog as c
+from ortel.core.exposition import ReadingsCollector, to_families
+from ortel.core.readings import HistogramValue, Reading, SummaryValue, reading
 
 
 def registry(readings):

@@ -11,13 +11,13 @@ from harness import promtool_check_metrics
 from helpers import as_dict
 from prometheus_client import generate_latest
 
+from ortel.core import catalog as c
+from ortel.core.state import SeriesState, merge_all, readings
 from ortel.exporter.multiproc import MultiprocReader
-from ortel.instrumentation import catalog as c
 from ortel.instrumentation import track_generation
 from ortel.instrumentation.multiproc import FORMAT, VERSION, snapshot_name
 from ortel.instrumentation.recorder import Recorder
 from ortel.instrumentation.server import make_registry
-from ortel.instrumentation.state import SeriesState, merge_all, readings
 
 ML = ("llm", "cpu")
 

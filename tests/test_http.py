@@ -23,10 +23,10 @@ from pki import CLIENT_SAN, PKI, make_pki
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from ortel.core import catalog as c
+from ortel.core.readings import HistogramValue, Reading, reading
 from ortel.exporter.http import make_server
 from ortel.exporter.webconfig import Security
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.readings import HistogramValue, Reading, reading
 
 COLLECTORS = ["cpu", "memory", "<script>"]
 

@@ -2,7 +2,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
 from ortel.instrumentation.instrumentor import OnnxRuntimeInstrumentor
 from ortel.instrumentation.models import add_model
 from ortel.instrumentation.recorder import Recorder

@@ -13,9 +13,9 @@ import pytest
 from helpers import as_dict, copy_fixture
 
 import ortel.instrumentation
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
+from ortel.core.readings import reading
 from ortel.instrumentation.meter import EnergyMeter, counters, energy, source_label
-from ortel.instrumentation.readings import reading
 from ortel.instrumentation.recorder import Recorder
 
 POWERCAP = Path("class") / "powercap"

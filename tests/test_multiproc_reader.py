@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from harness import promtool_check_metrics
 
+from ortel.core import catalog as c
+from ortel.core.state import SeriesState, readings
 from ortel.exporter.multiproc import ARCHIVE, MultiprocReader, instrumented_pids
-from ortel.instrumentation import catalog as c
 from ortel.instrumentation.multiproc import (
     FORMAT,
     VERSION,
@@ -24,7 +25,6 @@ from ortel.instrumentation.multiproc import (
     snapshot_name,
 )
 from ortel.instrumentation.recorder import Recorder
-from ortel.instrumentation.state import SeriesState, readings
 
 ML = ("resnet", "cpu")
 SLA = 0.01  # 10 ms
@@ -502,7 +502,7 @@ def models_of(result) -> dict[str, int]:
 
 
 def test_many_processes_within_their_caps_are_capped_together(mdir, proc, tmp_path):
-    from ortel.instrumentation.cardinality import OTHER, LabelLimiter
+    from ortel.core.cardinality import OTHER, LabelLimiter
 
     now = time.time()
     reader = MultiprocReader(mdir, proc.root, 60.0, LabelLimiter({"model": 4}))
@@ -522,7 +522,7 @@ def test_many_processes_within_their_caps_are_capped_together(mdir, proc, tmp_pa
 
 
 def test_values_already_counted_keep_their_names_across_a_daemon_restart(mdir, proc):
-    from ortel.instrumentation.cardinality import OTHER, LabelLimiter
+    from ortel.core.cardinality import OTHER, LabelLimiter
 
     now = time.time()
     proc.start(101, 5000)
@@ -587,8 +587,8 @@ def test_hostile_label_values_from_snapshots_expose_cleanly(mdir, proc, reader):
     from prometheus_client.exposition import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
+    from ortel.core.state import readings as state_readings
     from ortel.exporter.http import _Families
-    from ortel.instrumentation.state import readings as state_readings
 
     now = time.time()
     for pid, model in enumerate(HOSTILE_MODELS, start=300):

@@ -12,7 +12,7 @@ from analysis_fixtures import record_trace
 from helpers import as_dict
 
 from ortel.analysis import testmodels as tm
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
 from ortel.instrumentation import models, opsampling
 from ortel.instrumentation.multiproc import SnapshotWriter
 from ortel.instrumentation.recorder import Recorder

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from helpers import as_dict
 
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.opstate import MAX_OP_SERIES, OperatorSample, OperatorState
-from ortel.instrumentation.state import SeriesState, merge_all, readings
+from ortel.core import catalog as c
+from ortel.core.opstate import MAX_OP_SERIES, OperatorSample, OperatorState
+from ortel.core.state import SeriesState, merge_all, readings
 
 CPU = "CPUExecutionProvider"
 

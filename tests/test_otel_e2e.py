@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from otlp_receiver import OtlpReceiver
 
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
 
 # A plain onnxruntime program: nothing of ortel or OpenTelemetry in it.
 APP = """

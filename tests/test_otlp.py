@@ -21,9 +21,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otlp_receiver import OtlpReceiver
 
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
+from ortel.core.readings import HistogramValue, SummaryValue, reading
 from ortel.instrumentation import models, otlp, tracing
-from ortel.instrumentation.readings import HistogramValue, SummaryValue, reading
 from ortel.instrumentation.recorder import Recorder
 from ortel.instrumentation.session import instrument_session
 

@@ -159,8 +159,8 @@ def test_the_push_never_imports_onnxruntime():
     code = """
 import json, sys
 from ortel.exporter.otlp_push import OtlpPush, OtlpSettings
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.readings import reading
+from ortel.core import catalog as c
+from ortel.core.readings import reading
 settings = OtlpSettings("http://127.0.0.1:9", "grpc", 3600.0)
 push = OtlpPush(settings, lambda: [reading(c.MEMORY_TOTAL, 1.0)])
 push.export.hook._producer.produce()

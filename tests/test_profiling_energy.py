@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES
 
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.readings import reading
+from ortel.core import catalog as c
+from ortel.core.readings import reading
 from ortel.profiling import energy as en
 
 

@@ -4,9 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
+from ortel.core.state import NS, SLICE_SECONDS
 from ortel.instrumentation.recorder import Recorder
-from ortel.instrumentation.state import NS, SLICE_SECONDS
 
 
 def values(readings):
@@ -156,7 +156,7 @@ def test_reset_forgets_counts_but_keeps_bound_appends_working():
 
 
 def test_models_beyond_the_cap_share_the_other_series_and_counts_stay_exact():
-    from ortel.instrumentation.cardinality import OTHER, LabelLimiter
+    from ortel.core.cardinality import OTHER, LabelLimiter
 
     rec = Recorder(limiter=LabelLimiter({"model": 2}))
     calls = {f"user-{i}": i + 1 for i in range(6)}  # six models, i + 1 calls each
@@ -170,7 +170,7 @@ def test_models_beyond_the_cap_share_the_other_series_and_counts_stay_exact():
 
 
 def test_an_overflowing_name_finds_its_series_again_without_counting_twice():
-    from ortel.instrumentation.cardinality import LabelLimiter
+    from ortel.core.cardinality import LabelLimiter
 
     rec = Recorder(limiter=LabelLimiter({"model": 1}))
     rec.series("a")
@@ -180,7 +180,7 @@ def test_an_overflowing_name_finds_its_series_again_without_counting_twice():
 
 
 def test_error_types_beyond_the_cap_become_other():
-    from ortel.instrumentation.cardinality import OTHER, LabelLimiter
+    from ortel.core.cardinality import OTHER, LabelLimiter
 
     rec = Recorder(limiter=LabelLimiter({"error_type": 2}))
     s = rec.series("m", "cpu")
@@ -231,7 +231,7 @@ def test_non_utf8_and_overlong_labels_are_cleaned_once_and_merged_not_lost():
 def test_a_snapshot_carries_the_dropped_counts(tmp_path):
     import json
 
-    from ortel.instrumentation.cardinality import LabelLimiter
+    from ortel.core.cardinality import LabelLimiter
     from ortel.instrumentation.multiproc import SnapshotWriter
 
     rec = Recorder(limiter=LabelLimiter({"model": 1}))
@@ -243,7 +243,7 @@ def test_a_snapshot_carries_the_dropped_counts(tmp_path):
 
 
 def test_a_forked_recorder_reports_only_its_own_drops():
-    from ortel.instrumentation.cardinality import LabelLimiter
+    from ortel.core.cardinality import LabelLimiter
 
     rec = Recorder(limiter=LabelLimiter({"model": 1}))
     rec.series("a")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ortel.instrumentation.sketch import ALPHA, LogSketch, index_of, value_of
+from ortel.core.sketch import ALPHA, LogSketch, index_of, value_of
 
 DISTRIBUTIONS = {
     "lognormal": lambda r: r.lognormal(-7, 0.6, 50_000),

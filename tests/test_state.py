@@ -12,10 +12,10 @@ from helpers import as_dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.readings import HistogramValue, SummaryValue
-from ortel.instrumentation.sketch import LogSketch
-from ortel.instrumentation.state import (
+from ortel.core import catalog as c
+from ortel.core.readings import HistogramValue, SummaryValue
+from ortel.core.sketch import LogSketch
+from ortel.core.state import (
     SeriesState,
     Slice,
     Stamped,

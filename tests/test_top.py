@@ -89,7 +89,7 @@ def test_no_errors_reads_zero_once_rates_exist(recorder):
 
 
 def test_host_power_temperature_and_operators_from_samples():
-    from ortel.instrumentation import catalog as c
+    from ortel.core import catalog as c
 
     def samples(op_seconds: float) -> t.Samples:
         return {
@@ -209,7 +209,7 @@ def endpoint(recorder) -> Iterator[str]:
 def test_http_source_reads_a_real_endpoint(recorder, endpoint):
     infer(recorder, ok=3, errors=1)
     samples = t.HttpSource(endpoint).fetch()
-    from ortel.instrumentation import catalog as c
+    from ortel.core import catalog as c
 
     calls = {lb["status"]: v for lb, v in samples[c.INFERENCES.name]}
     assert calls == {"ok": 3.0, "error": 1.0}

@@ -33,8 +33,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.readings import Reading
+from ortel.core import catalog as c
+from ortel.core.readings import Reading
 
 from .collectors.cpu import _IDLE_MODES
 from .multiproc import MergeResult

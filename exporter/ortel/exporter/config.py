@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ortel.instrumentation.cardinality import DEFAULT_LIMITS, format_limits, parse_limits
+from ortel.core.cardinality import DEFAULT_LIMITS, format_limits, parse_limits
 
 from .collectors.base import CollectorOptions
 from .collectors.estimate import DEFAULT_IDLE_WATTS, DEFAULT_MAX_WATTS

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.readings import Reading
+from ortel.core import catalog as c
+from ortel.core.readings import Reading
 
 from . import __version__
 from .attribution import Activity, Attribution, activity_from

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.catalog import MetricDef
+from ortel.core import catalog as c
+from ortel.core.catalog import MetricDef
 
 # Grafana 11.0's dashboard schema; newer Grafana migrates it on load, older Grafana cannot read
 # newer schemas, so this is the oldest version that has every panel option used here.

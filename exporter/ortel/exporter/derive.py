@@ -16,9 +16,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from ortel.instrumentation import catalog
-from ortel.instrumentation.catalog import MetricDef
-from ortel.instrumentation.readings import Reading
+from ortel.core import catalog
+from ortel.core.catalog import MetricDef
+from ortel.core.readings import Reading
 
 # World average CO2 intensity of electricity generation: 475 g/kWh (IEA, Global Energy & CO2
 # Status Report 2019). Set your grid's figure with --grid-intensity-g-per-kwh.

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ortel.instrumentation import catalog
+from ortel.core import catalog
 
 from .attribution import DERIVED_METRICS as ATTRIBUTED
 from .collectors.base import CollectorSpec

@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 
 from prometheus_client.exposition import choose_encoder
 
-from ortel.instrumentation.exposition import to_families
-from ortel.instrumentation.readings import Reading
+from ortel.core.exposition import to_families
+from ortel.core.readings import Reading
 
 from . import __version__
 from .webconfig import Security

@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ortel.instrumentation.cardinality import LabelLimiter, add_counts, parse_counts
-from ortel.instrumentation.exposition import clean_label
+from ortel.core.cardinality import LabelLimiter, add_counts, parse_counts
+from ortel.core.exposition import clean_label
+from ortel.core.state import MAX_INT, SeriesState, merge_all
 from ortel.instrumentation.multiproc import FORMAT, lock_name, lock_state, process_start_ticks
-from ortel.instrumentation.state import MAX_INT, SeriesState, merge_all
 
 log = logging.getLogger("ortel.exporter")
 

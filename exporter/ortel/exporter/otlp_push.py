@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ortel.instrumentation.readings import Reading
+from ortel.core.readings import Reading
 
 log = logging.getLogger("ortel.exporter")
 

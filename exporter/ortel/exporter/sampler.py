@@ -14,8 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.readings import Reading
+from ortel.core import catalog as c
+from ortel.core.readings import Reading
 
 from .collectors.base import Collector, NoDataError
 

@@ -37,7 +37,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ortel.instrumentation import catalog as c
+from ortel.core import catalog as c
 
 from .dashboards import HOST_POWER_ZONES
 
@@ -156,7 +156,7 @@ class RecorderSource:
         self.description = f"in-process recorder (pid {os.getpid()})"
 
     def fetch(self) -> Samples:
-        from ortel.instrumentation.exposition import to_families
+        from ortel.core.exposition import to_families
 
         return _collect(to_families(self.recorder.readings()))
 

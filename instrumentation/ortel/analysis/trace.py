@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ortel.instrumentation.sketch import LogSketch
+from ortel.core.sketch import LogSketch
 
 CHUNK_CHARS = 1 << 20
 MAX_EVENT_CHARS = 8 << 20  # an "event" longer than this is garbage, not an event

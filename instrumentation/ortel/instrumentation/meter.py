@@ -28,8 +28,9 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from . import catalog as c
-from .readings import Reading
+from ortel.core import catalog as c
+from ortel.core.readings import Reading
+
 from .recorder import RECORDER, Recorder, Series
 
 COLLECTORS = ("rapl", "estimate", "nvml")  # the registry's energy collectors, in this order

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .opstate import OperatorSample
+from ortel.core.opstate import OperatorSample
 
 if TYPE_CHECKING:
     from .recorder import Recorder, Series

@@ -49,8 +49,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from . import catalog as c
-from .readings import HistogramValue, Reading, SummaryValue
+from ortel.core import catalog as c
+from ortel.core.readings import HistogramValue, Reading, SummaryValue
 
 log = logging.getLogger("ortel.otlp")
 

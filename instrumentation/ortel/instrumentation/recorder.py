@@ -22,12 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import catalog
-from .cardinality import LabelLimiter
-from .multiproc import ENV as MULTIPROC_ENV
-from .multiproc import SnapshotWriter
-from .sketch import LN_GAMMA, MIN_VALUE
-from .state import (
+from ortel.core import catalog
+from ortel.core.cardinality import LabelLimiter
+from ortel.core.sketch import LN_GAMMA, MIN_VALUE
+from ortel.core.state import (
     DEFAULT_WINDOW_SECONDS,
     GenerationState,
     SeriesState,
@@ -38,8 +36,11 @@ from .state import (
     slice_key,
 )
 
+from .multiproc import ENV as MULTIPROC_ENV
+from .multiproc import SnapshotWriter
+
 if TYPE_CHECKING:
-    from .opstate import OperatorSample
+    from ortel.core.opstate import OperatorSample
 
 log = logging.getLogger("ortel.instrumentation")
 
@@ -230,7 +231,9 @@ class Recorder:
             if flops is not None and s.state.flops is None:
                 s.state.flops = _flops(flops)
             return s
-        from .exposition import clean_label  # prometheus_client: only when a series is created
+        from ortel.core.exposition import (
+            clean_label,  # prometheus_client: only when a series is created
+        )
 
         with self._lock:
             s = self._aliases.get(raw)
@@ -263,7 +266,7 @@ class Recorder:
     def record_operators(self, series: Series, sample: OperatorSample) -> None:
         """Fold one sampled inference's operator timings (opsampling's thread, not the hot
         path) into the series' state."""
-        from .opstate import OperatorState
+        from ortel.core.opstate import OperatorState
 
         with self._lock:
             st = series.state

@@ -10,7 +10,7 @@ from .recorder import RECORDER, Recorder
 def make_registry(recorder: Recorder = RECORDER) -> Any:
     from prometheus_client import CollectorRegistry
 
-    from .exposition import ReadingsCollector
+    from ortel.core.exposition import ReadingsCollector
 
     reg = CollectorRegistry(auto_describe=False)
     reg.register(ReadingsCollector(recorder.readings))

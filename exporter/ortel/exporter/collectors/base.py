@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ortel.instrumentation.cardinality import DEFAULT_LIMITS
-from ortel.instrumentation.catalog import MetricDef
-from ortel.instrumentation.readings import Reading
+from ortel.core.cardinality import DEFAULT_LIMITS
+from ortel.core.catalog import MetricDef
+from ortel.core.readings import Reading
 
 
 class NoDataError(Exception):

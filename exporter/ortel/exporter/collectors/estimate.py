@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ortel.instrumentation import catalog
-from ortel.instrumentation.readings import Reading, reading
+from ortel.core import catalog
+from ortel.core.readings import Reading, reading
 
 from . import rapl
 from .base import Collector, CollectorSpec, NoDataError

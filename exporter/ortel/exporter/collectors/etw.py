@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ortel.core import catalog
+from ortel.core.catalog import MetricDef
+from ortel.core.readings import HistogramValue, Reading, reading
 from ortel.exporter.multiproc import instrumented_pids
-from ortel.instrumentation import catalog
-from ortel.instrumentation.catalog import MetricDef
-from ortel.instrumentation.readings import HistogramValue, Reading, reading
 
 from .base import Collector, CollectorSpec, NoDataError
 from .onnx_ops import op_type_of

@@ -6,10 +6,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ortel.instrumentation import catalog as c
-from ortel.instrumentation.cardinality import DEFAULT_LIMITS, LabelLimiter
-from ortel.instrumentation.readings import Reading
-from ortel.instrumentation.state import dropped_readings, readings
+from ortel.core import catalog as c
+from ortel.core.cardinality import DEFAULT_LIMITS, LabelLimiter
+from ortel.core.readings import Reading
+from ortel.core.state import dropped_readings, readings
 
 from ..multiproc import MergeResult, MultiprocReader
 from .base import Collector, CollectorSpec, NoDataError

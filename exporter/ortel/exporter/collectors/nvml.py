@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ortel.core import catalog
+from ortel.core.readings import Reading, reading
 from ortel.exporter.multiproc import instrumented_pids
-from ortel.instrumentation import catalog
-from ortel.instrumentation.readings import Reading, reading
 
 from .base import Collector, CollectorSpec, NoDataError
 

@@ -24,11 +24,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ortel.core import catalog
+from ortel.core.catalog import MetricDef
+from ortel.core.readings import Reading, reading
 from ortel.exporter.multiproc import instrumented_pids
-from ortel.instrumentation import catalog
-from ortel.instrumentation.catalog import MetricDef
 from ortel.instrumentation.multiproc import process_start_ticks
-from ortel.instrumentation.readings import Reading, reading
 
 from .base import Collector, CollectorSpec, NoDataError
 from .process import parse_pid_stat

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from ortel.instrumentation import catalog
-from ortel.instrumentation.readings import Reading, reading
+from ortel.core import catalog
+from ortel.core.readings import Reading, reading
 
 from .base import Collector, CollectorSpec, NoDataError
 

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ortel.core import catalog
+from ortel.core.readings import Reading, reading
 from ortel.exporter.multiproc import instrumented_pids
-from ortel.instrumentation import catalog
-from ortel.instrumentation.readings import Reading, reading
 
 from .base import Collector, CollectorSpec, NoDataError
 

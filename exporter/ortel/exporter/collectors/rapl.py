@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ortel.instrumentation import catalog
-from ortel.instrumentation.readings import Reading, reading
+from ortel.core import catalog
+from ortel.core.readings import Reading, reading
 
 from .base import Collector, CollectorSpec, NoDataError
 

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ortel.instrumentation import catalog
-from ortel.instrumentation.readings import Reading, reading
+from ortel.core import catalog
+from ortel.core.readings import Reading, reading
 
 from .base import Collector, CollectorSpec, NoDataError
 
