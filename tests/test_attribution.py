@@ -9,7 +9,6 @@ inference busy time. The truth follows from those rates by hand.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -21,6 +20,7 @@ from harness import OrtelServe, http_get
 from helpers import FIXTURES, copy_fixture
 
 from ortel.core import catalog as c
+from ortel.core import snapshot
 from ortel.core.readings import Reading, reading
 from ortel.core.state import GenerationState, Hist, SeriesState
 from ortel.exporter.attribution import (
@@ -36,8 +36,7 @@ from ortel.exporter.collectors.inference import InferenceCollector
 from ortel.exporter.collectors.process import ProcessCollector
 from ortel.exporter.collectors.rapl import RaplCollector
 from ortel.exporter.derive import JOULES_PER_KWH
-from ortel.exporter.multiproc import instrumented_pids
-from ortel.instrumentation.multiproc import FORMAT, VERSION, snapshot_name
+from ortel.instrumentation.multiproc import instrumented_pids, snapshot_name
 
 CLK_TCK = 100
 N_CPUS = 4  # the fixture host
@@ -166,19 +165,9 @@ class Host:
                 ttft = s.generation.ttft
                 ttft.counts[-1] = ttft.count = 1 if p.gen_ns.get(key) else 0
                 ttft.sum_ns = p.gen_ns.get(key, 0)
-            series.append(s.to_json())
-        doc = {
-            "format": FORMAT,
-            "version": VERSION,
-            "pid": pid,
-            "start": p.start,
-            "written": time.time(),
-            "window_seconds": 60.0,
-            "series": series,
-        }
-        tmp = self.mdir / f".{pid}.tmp"
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(self.mdir / snapshot_name(pid, p.start))
+            series.append(s)
+        snap = snapshot.Snapshot(series, pid=pid, start=p.start, written=time.time())
+        snapshot.write(self.mdir / snapshot_name(pid, p.start), snap)
 
 
 class Daemonless:

@@ -10,7 +10,9 @@ import pytest
 from helpers import FIXTURES, as_dict
 
 from ortel.core import catalog as c
+from ortel.core import snapshot
 from ortel.core.readings import HistogramValue
+from ortel.core.state import SeriesState
 from ortel.exporter.collectors import etw
 from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 from ortel.instrumentation.multiproc import SnapshotWriter
@@ -221,9 +223,8 @@ def test_the_instrumented_process_model_label_wins(tmp_path):
     rec = Recorder()
     rec.series("resnet50", "QNNExecutionProvider").ok.append(1_000_000)
     SnapshotWriter(tmp_path)(rec)
-    (snapshot,) = tmp_path.glob("ortel-*.json")
-    renamed = snapshot.with_name(f"ortel-{WORKER}-{snapshot.name.split('-')[2]}")
-    snapshot.rename(renamed)
+    (snap,) = tmp_path.glob("ortel-*.snap")
+    snap.rename(snap.with_name(f"ortel-{WORKER}-{snap.name.split('-')[2]}"))
     got = as_dict(fold_of(ORT, models=etw.snapshot_models(tmp_path)).readings(TARGETS))
     assert op_hist(got, "resnet50", "Conv").count == 2
     assert not any(k[1][0] == "torch_jit" for k in got if k[0] == c.OPERATOR_DURATION.name)
@@ -242,8 +243,10 @@ def test_model_is_unknown_when_a_process_runs_several(tmp_path):
 
 
 def test_snapshot_models_ignores_broken_files(tmp_path):
-    (tmp_path / f"ortel-{WORKER}-1.json").write_text("{not json")
-    (tmp_path / f"ortel-{WORKER}-2.json").write_text(json.dumps({"series": [{"model": "a"}]}))
+    (tmp_path / f"ortel-{WORKER}-1.snap").write_text("{not a snapshot")
+    (tmp_path / f"ortel-{WORKER}-2.snap").write_bytes(b"ORTELSNP\x02\x00")  # truncated
+    good = snapshot.Snapshot([SeriesState("a", "cpu")], pid=WORKER, start=3)
+    snapshot.write(tmp_path / f"ortel-{WORKER}-3.snap", good)
     assert etw.snapshot_models(tmp_path)(WORKER) == {"a"}
     assert etw.snapshot_models(None)(WORKER) == set()
 

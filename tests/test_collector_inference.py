@@ -66,7 +66,7 @@ def test_an_empty_directory_reports_only_the_bookkeeping(tmp_path):
 
 
 def test_bad_files_are_counted(tmp_path):
-    (tmp_path / "ortel-1-1.json").write_text("{")
+    (tmp_path / "ortel-1-1.snap").write_text("{")
     col = InferenceCollector(tmp_path)
     for _ in range(2):
         assert as_dict(col.collect())[(c.MULTIPROC_BAD_FILES.name, ())] == 1.0
@@ -75,7 +75,7 @@ def test_bad_files_are_counted(tmp_path):
 @pytest.mark.skipif(not HAS_PROC, reason="liveness comes from /proc")
 def test_an_exited_worker_is_counted_exactly_and_kept_after_compaction(tmp_path):
     run_worker(tmp_path, tracked=3, profiled=2)
-    assert [p.name for p in tmp_path.glob("ortel-*.json")] != []
+    assert [p.name for p in tmp_path.glob("ortel-*.snap")] != []
 
     col = InferenceCollector(tmp_path, Path("/proc"))
     for _ in range(3):
@@ -87,7 +87,7 @@ def test_an_exited_worker_is_counted_exactly_and_kept_after_compaction(tmp_path)
         assert got[(c.MULTIPROC_PROCESSES.name, ("exited",))] == 1.0
         assert got[(c.MULTIPROC_PROCESSES.name, ("live",))] == 0.0
         assert got[(c.MULTIPROC_BAD_FILES.name, ())] == 0.0
-    assert [p.name for p in tmp_path.iterdir()] == ["ortel-archive.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ortel-archive.snap"]
 
     run_worker(tmp_path, tracked=1, profiled=0)  # a second worker adds to the same series
     got = as_dict(col.collect())

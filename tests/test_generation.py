@@ -12,10 +12,11 @@ from helpers import as_dict
 from prometheus_client import generate_latest
 
 from ortel.core import catalog as c
-from ortel.core.state import SeriesState, merge_all, readings
+from ortel.core import snapshot
+from ortel.core.state import merge_all, readings
 from ortel.exporter.multiproc import MultiprocReader
 from ortel.instrumentation import track_generation
-from ortel.instrumentation.multiproc import FORMAT, VERSION, snapshot_name
+from ortel.instrumentation.multiproc import snapshot_name
 from ortel.instrumentation.recorder import Recorder
 from ortel.instrumentation.server import make_registry
 
@@ -62,7 +63,7 @@ def test_inference_series_without_generations_is_unchanged():
     names = {r.metric.name for r in rec.readings()}
     assert c.INFERENCES.name in names
     assert c.TIME_TO_FIRST_TOKEN.name not in names
-    assert "generation" not in rec.states()[0].to_json()  # snapshots stay in the old format
+    assert rec.states()[0].generation is None  # no generation state until one is tracked
 
 
 def test_both_apis_on_one_model_report_both():
@@ -123,7 +124,7 @@ def test_state_round_trips_and_merges_exactly():
     generate(a, tokens=4, step=0, prefill=0, prompt=10)
     generate(b, tokens=6, step=0, prefill=0, prompt=20)
     sa, sb = a.states()[0], b.states()[0]
-    assert SeriesState.from_json(json.loads(json.dumps(sa.to_json()))).to_json() == sa.to_json()
+    assert snapshot.decode(snapshot.encode(snapshot.Snapshot([sa]))).series == [sa]
     merged = merge_all([[sa], [sb]])[ML]
     g = merged.generation
     assert g.generated_tokens == 10 and g.prompt_tokens == 30
@@ -136,9 +137,9 @@ def test_snapshot_without_generation_merges_with_one_that_has_it():
     old.series("llm", "cpu").ok.append(5000)
     new = Recorder()
     generate(new, tokens=2, step=0, prefill=0)
-    doc = old.states()[0].to_json()
-    assert "generation" not in doc
-    merged = merge_all([[SeriesState.from_json(doc)], new.states()])[ML]
+    (back,) = snapshot.decode(snapshot.encode(snapshot.Snapshot(old.states()))).series
+    assert back.generation is None
+    merged = merge_all([[back], new.states()])[ML]
     assert merged.ok.count == 1 and merged.generation.generated_tokens == 2
 
 
@@ -146,22 +147,25 @@ def test_snapshot_without_generation_merges_with_one_that_has_it():
     "bad",
     [
         [],
-        {"ttft": {"counts": [0], "sum_ns": 0, "count": 0}},
+        {"ttft": [[0], 0, 0]},
         {
-            "ttft": {"counts": [0] * (len(c.TTFT_BUCKETS) + 1), "sum_ns": 0, "count": 0},
-            "itl": {"counts": [0] * (len(c.TPOT_BUCKETS) + 1), "sum_ns": 0, "count": 0},
-            "generated_tokens": -1,
-            "prompt_tokens": 0,
+            "ttft": [[0] * (len(c.TTFT_BUCKETS) + 1), 0, 0],
+            "itl": [[0] * (len(c.TPOT_BUCKETS) + 1), 0, 0],
+            "tokens": [-1, 0],
         },
     ],
 )
 def test_malformed_generation_state_is_rejected(bad):
     rec = Recorder()
     generate(rec, tokens=1, step=0, prefill=0)
-    doc = rec.states()[0].to_json()
-    doc["generation"] = bad
-    with pytest.raises((ValueError, KeyError, TypeError)):
-        SeriesState.from_json(doc)
+    data = snapshot.encode(snapshot.Snapshot(rec.states()))
+    good = json.dumps(snapshot._generation_out(rec.states()[0].generation), separators=(",", ":"))
+    bad_json = json.dumps(bad, separators=(",", ":"))
+    # Same-length edit of the metadata keeps the array section where it is.
+    assert good.encode() in data and len(bad_json) <= len(good)
+    corrupt = data.replace(good.encode(), bad_json.ljust(len(good)).encode())
+    with pytest.raises(snapshot.SnapshotError):
+        snapshot.decode(corrupt)
 
 
 def test_daemon_merges_generations_of_two_processes(tmp_path: Path):
@@ -174,16 +178,8 @@ def test_daemon_merges_generations_of_two_processes(tmp_path: Path):
         (proc / str(pid)).mkdir(parents=True)
         fields = ["S"] + ["0"] * 18 + ["55"] + ["0"] * 30
         (proc / str(pid) / "stat").write_text(f"{pid} (python3) " + " ".join(fields) + "\n")
-        doc = {
-            "format": FORMAT,
-            "version": VERSION,
-            "pid": pid,
-            "start": 55,
-            "written": time.time(),
-            "window_seconds": 60.0,
-            "series": [s.to_json() for s in rec.states()],
-        }
-        (mdir / snapshot_name(pid, 55)).write_text(json.dumps(doc))
+        snap = snapshot.Snapshot(rec.states(), pid=pid, start=55, written=time.time())
+        snapshot.write(mdir / snapshot_name(pid, 55), snap)
     merged = MultiprocReader(mdir, proc).read().series
     got = as_dict(readings(merged.values(), time.time()))
     assert got[(c.GENERATED_TOKENS.name, ML)] == 8

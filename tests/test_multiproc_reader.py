@@ -9,18 +9,22 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import struct
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from harness import promtool_check_metrics
 
 from ortel.core import catalog as c
-from ortel.core.state import SeriesState, readings
-from ortel.exporter.multiproc import ARCHIVE, MultiprocReader, instrumented_pids
+from ortel.core import snapshot
+from ortel.core.snapshot import VERSION, Snapshot, SnapshotError
+from ortel.core.state import SeriesState, Stamped, merge_all, readings
+from ortel.core.window import Window
+from ortel.exporter.multiproc import ARCHIVE, OLD_ARCHIVE, MultiprocReader
 from ortel.instrumentation.multiproc import (
-    FORMAT,
-    VERSION,
+    instrumented_pids,
     process_start_ticks,
     snapshot_name,
 )
@@ -84,30 +88,33 @@ def recorded(calls: dict, now: float, model: str = "resnet", **kw) -> list[Serie
     return rec.states(now)
 
 
-def snapshot_doc(pid: int, start: int, states: list[SeriesState]) -> dict:
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "pid": pid,
-        "start": start,
-        "written": time.time(),
-        "window_seconds": 60.0,
-        "series": [s.to_json() for s in states],
-    }
+def snap_of(pid: int, start: int, states: list[SeriesState], **kw) -> Snapshot:
+    return Snapshot(states, pid=pid, start=start, written=time.time(), window_seconds=60.0, **kw)
 
 
-def write(mdir: Path, pid: int, start: int, states: list[SeriesState]) -> Path:
+def write(mdir: Path, pid: int, start: int, states: list[SeriesState], **kw) -> Path:
     path = mdir / snapshot_name(pid, start)
-    path.write_text(json.dumps(snapshot_doc(pid, start, states)))
+    snapshot.write(path, snap_of(pid, start, states, **kw))
     return path
 
 
 def counts(s: SeriesState) -> dict:
     """Everything countable about a merged series (sums of squares are floats: compared apart)."""
-    d = s.to_json()
-    for sl in d["slices"].values():
-        sl.pop("sumsq")
-    return {k: d[k] for k in ("ok", "error", "items", "error_types", "sla_violations", "slices")}
+    w = s.window.trimmed()
+    return {
+        "ok": s.ok,
+        "error": s.error,
+        "items": s.items,
+        "error_types": s.error_types,
+        "sla_violations": s.sla_violations,
+        "keys": w.keys.tolist(),
+        "slices": w.ints.tolist(),
+        "sketch": (w.offset, w.sketch.tolist()) if w.sketch.size else None,
+    }
+
+
+def merged_counts(groups: list[list[SeriesState]]) -> list[dict]:
+    return [counts(s) for s in merge_all(groups).values()]
 
 
 def total(reader: MultiprocReader) -> dict:
@@ -141,8 +148,8 @@ def test_two_live_processes_sum_exactly(mdir, proc, reader):
     assert merged.ok.count == 7 and merged.error.count == 3 and merged.items == 20
     assert merged.error_types == {"ValueError": 2, "TimeoutError": 1}
     assert merged.sla_violations == 2  # 30 ms and 50 ms against 10 ms
-    (sl,) = merged.slices.values()
-    assert sl.sumsq == pytest.approx(expected.slices[sl_key(expected)].sumsq, rel=1e-12)
+    assert len(merged.window) == 1
+    assert merged.window.sumsq.tolist() == pytest.approx(expected.window.sumsq.tolist(), rel=1e-12)
 
     got = {(r.metric.name, r.labels): r.value for r in readings([merged], now)}
     want = {(r.metric.name, r.labels): r.value for r in readings([expected], now)}
@@ -161,11 +168,6 @@ def test_two_live_processes_sum_exactly(mdir, proc, reader):
     }
     proc.exit(102)
     assert set(reader.read().processes) == {101}  # an exited process is compacted, not live
-
-
-def sl_key(s: SeriesState) -> int:
-    (k,) = s.slices
-    return k
 
 
 def test_reading_is_repeatable_and_leaves_live_files_alone(mdir, proc, reader):
@@ -203,8 +205,9 @@ def test_an_exited_process_is_compacted_and_counters_do_not_go_back(mdir, proc, 
     assert counts(result.series[ML]) == before
     assert (result.live, result.archived) == (1, 1)
     assert not a.exists()
-    archive = json.loads((mdir / ARCHIVE).read_text())
-    assert archive["format"] == FORMAT and archive["absorbed"] == [a.name]
+    archive = snapshot.read(mdir / ARCHIVE)
+    assert archive.absorbed == [a.name] and archive.exited == 1
+    assert snapshot.version_of((mdir / ARCHIVE).read_bytes()) == VERSION
 
     for _ in range(2):  # and on every later read
         result = reader.read()
@@ -250,7 +253,7 @@ def test_interrupted_compaction_does_not_double_count(mdir, proc, reader):
     proc.exit(101)
     reader.read()
     write(mdir, 101, 5000, states_a)  # as if the daemon died between archive write and delete
-    assert json.loads((mdir / ARCHIVE).read_text())["absorbed"] == [a.name]
+    assert snapshot.read(mdir / ARCHIVE).absorbed == [a.name]
 
     result = MultiprocReader(mdir, proc.root, 60.0).read()
     assert counts(result.series[ML]) == before
@@ -310,47 +313,65 @@ def test_old_window_slices_are_pruned_but_totals_kept(mdir, proc, reader):
     proc.start(101, 5000)
     write(mdir, 101, 5000, recorded(A, time.time() - 3600))
     merged = reader.read().series[ML]
-    assert merged.slices == {}
+    assert len(merged.window) == 0 and merged.window.stats(0).count == 0
     assert merged.ok.count == 3
 
 
 # --- bad files ---------------------------------------------------------------------------------
 
 
-def _doc_bytes(mutate=None) -> bytes:
-    doc = snapshot_doc(900, 1, recorded(A, time.time()))
-    if mutate:
-        mutate(doc)
+HEAD = struct.Struct("<8sHHI")  # the snapshot header (see ortel.core.snapshot)
+
+
+def _bytes(states: list[SeriesState] | None = None, **kw) -> bytes:
+    states = recorded(A, time.time()) if states is None else states
+    return snapshot.encode(snap_of(900, 1, states, **kw))
+
+
+def _with(**change) -> bytes:
+    """A's state with fields replaced, encoded as it is (``encode`` does not validate)."""
+    (s,) = recorded(A, time.time())
+    for k, v in change.items():
+        setattr(s, k, v)
+    return _bytes([s])
+
+
+def _meta_only(raw: bytes) -> bytes:
+    return HEAD.pack(snapshot.MAGIC, VERSION, 0, len(raw)) + raw + b"\0" * (-len(raw) % 8)
+
+
+def _bad_window() -> bytes:
+    w = Window(np.array([1]), np.array([[1, 10, 0, 20, 10]]), np.array([0.0]), 0, np.array([[1]]))
+    return _with(window=w)  # min above max
+
+
+def v1_json(pid: int = 900) -> bytes:
+    """A snapshot of ortel 0.1 (JSON)."""
+    doc = {"format": "ortel-snapshot", "version": 1, "pid": pid, "start": 1, "series": []}
     return json.dumps(doc).encode()
 
 
-def _series(key, value):
-    def mutate(doc):
-        doc["series"][0][key] = value
-
-    return mutate
+def newer(data: bytes) -> bytes:
+    return HEAD.pack(snapshot.MAGIC, VERSION + 1, 0, HEAD.unpack_from(data)[3]) + data[HEAD.size :]
 
 
-def _ok_counts(doc):
-    doc["series"][0]["ok"]["counts"].pop()
-
-
-GOOD = _doc_bytes()
+GOOD = _bytes()
 GARBAGE = {
     "empty": b"",
     "truncated": GOOD[: len(GOOD) // 2],
-    "not an object": b"[1, 2, 3]",
-    "series not a list": b'{"format": "ortel-snapshot", "series": {"a": 1}}',
-    "no series": b'{"format": "ortel-snapshot"}',
-    "series item not an object": b'{"format": "ortel-snapshot", "series": [3]}',
-    "wrong format tag": GOOD.replace(b'"ortel-snapshot"', b'"prometheus"'),
-    "negative count": _doc_bytes(_series("items", -4)),
-    "nan": _doc_bytes(_series("sla_seconds", float("nan"))),
-    "wrong bucket count": _doc_bytes(_ok_counts),
-    "not utf-8": b'{"format": "ortel-snapshot\xff\xfe", "series": []}',
-    "huge label": _doc_bytes(_series("model", "m" * 200_000)),
-    "deep nesting": b"[" * 100_000,
-    "count beyond float": _doc_bytes(_series("items", 10**400)),
+    "extended": GOOD + bytes(8),
+    "not a snapshot": b"[1, 2, 3]",
+    "wrong magic": b"ORTELSNQ" + GOOD[8:],
+    "version 1 json": v1_json(),
+    "newer version": newer(GOOD),
+    "metadata not an object": _meta_only(b"[1, 2]"),
+    "metadata not utf-8": _meta_only(b'{"series": "\xff\xfe"}'),
+    "deep nesting": _meta_only(b"[" * 100_000),
+    "negative count": _with(items=-4),
+    "nan": _with(sla_seconds=float("nan")),
+    "huge label": _with(model="m" * 200_000),
+    "min above max": _bad_window(),
+    "negative stamp": _with(load=Stamped(-1.0, 1.0)),
 }
 
 
@@ -380,6 +401,48 @@ def test_garbage_files_are_skipped_counted_and_logged_once_each(mdir, proc, read
         assert sum(name in m for m in logged) == 1, name
     assert len(logged) == len(names)
     assert all((mdir / n).exists() for n in names)  # skipped, not deleted
+
+
+@pytest.mark.parametrize("data", GARBAGE.values(), ids=GARBAGE.keys())
+def test_the_garbage_is_garbage_to_the_codec(data):
+    with pytest.raises(SnapshotError):
+        snapshot.decode(data)
+
+
+def test_other_format_versions_are_refused_logged_once_and_counted(mdir, proc, reader, caplog):
+    caplog.set_level(logging.WARNING, logger="ortel.exporter")
+    now = time.time()
+    proc.start(101, 5000)
+    proc.start(102, 6000)
+    proc.start(201, 1)
+    proc.start(202, 1)
+    write(mdir, 101, 5000, recorded(A, now))
+    write(mdir, 102, 6000, recorded(B, now))
+    old = mdir / "ortel-201-1.json"  # named as ortel 0.1 named its snapshots
+    old.write_bytes(v1_json(201))
+    future = mdir / snapshot_name(202, 1)
+    future.write_bytes(newer(snapshot.encode(snap_of(202, 1, recorded(BOTH, now)))))
+    for _ in range(3):
+        result = reader.read()
+        assert counts(result.series[ML]) == counts(recorded(BOTH, now)[0])  # A and B only
+        assert result.live == 2 and set(result.processes) == {101, 102}
+    assert reader.bad_files_total == 2
+    logged = [r.getMessage() for r in caplog.records if r.name == "ortel.exporter"]
+    assert len(logged) == 2
+    (about_old,) = [m for m in logged if old.name in m]
+    (about_future,) = [m for m in logged if future.name in m]
+    assert "version 1" in about_old and "older" in about_old
+    assert f"version {VERSION + 1}" in about_future and "newer" in about_future
+    assert instrumented_pids(mdir) == [101, 102, 201, 202]
+
+    proc.exit(101)  # a compaction beside them neither takes them in nor counts them again
+    proc.exit(201)
+    proc.exit(202)
+    result = reader.read()
+    assert counts(result.series[ML]) == counts(recorded(BOTH, now)[0])
+    assert (result.live, result.archived) == (1, 1)
+    assert old.exists() and future.exists()  # left for a person to look at
+    assert reader.bad_files_total == 2
 
 
 def test_a_dead_process_with_a_bad_file_does_not_block_compaction(mdir, proc, reader):
@@ -413,16 +476,14 @@ def test_a_process_with_other_buckets_is_skipped_not_fatal(mdir, proc, reader, a
 # --- the archive -------------------------------------------------------------------------------
 
 
-def _archive_doc(absorbed) -> bytes:
-    return json.dumps({"format": FORMAT, "absorbed": absorbed, "series": []}).encode()
-
-
 BAD_ARCHIVES = {
-    "truncated": b'{"format": "ortel-snapshot", "series": [',
-    "wrong format tag": b'{"format": "other", "series": []}',
-    "absorbed not a list": _archive_doc(5),
-    "absorbed not names": _archive_doc([[1], {"a": 1}]),
-    "negative exited": json.dumps({"format": FORMAT, "exited": -1, "series": []}).encode(),
+    "truncated": GOOD[:-8],
+    "not a snapshot": b"garbage",
+    "version 1 json": v1_json(0),
+    "newer version": newer(snapshot.encode(Snapshot([], absorbed=["x"]))),
+    "absorbed not a list": snapshot.encode(Snapshot([], absorbed=5)),
+    "absorbed not names": snapshot.encode(Snapshot([], absorbed=[[1], {"a": 1}])),
+    "negative exited": snapshot.encode(Snapshot([], exited=-1)),
 }
 
 
@@ -446,6 +507,88 @@ def test_an_unreadable_archive_is_never_overwritten(mdir, proc, reader, data, ca
     assert sum(ARCHIVE in r.getMessage() for r in caplog.records) == 1
 
 
+def test_an_old_json_archive_is_reported_once_and_not_merged(mdir, proc, reader, caplog):
+    caplog.set_level(logging.WARNING, logger="ortel.exporter")
+    now = time.time()
+    (mdir / OLD_ARCHIVE).write_bytes(v1_json(0))
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now))
+    for _ in range(3):
+        result = reader.read()
+        assert counts(result.series[ML]) == counts(recorded(A, now)[0])
+        assert result.archived == 0
+    assert reader.bad_files_total == 1
+    assert sum(OLD_ARCHIVE in r.getMessage() for r in caplog.records) == 1
+    proc.exit(101)  # compaction writes the new archive beside the old one, untouched
+    assert reader.read().archived == 1
+    assert (mdir / OLD_ARCHIVE).read_bytes() == v1_json(0) and (mdir / ARCHIVE).exists()
+
+
+def _compacted_a(mdir: Path, proc: FakeProc, reader: MultiprocReader, now: float) -> None:
+    """Process 101 ran A and exited: its counts are in the archive."""
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now))
+    reader.read()
+    proc.exit(101)
+    assert reader.read().archived == 1
+
+
+def test_an_archive_replaced_by_someone_else_is_read_again(mdir, proc, reader):
+    now = time.time()
+    _compacted_a(mdir, proc, reader, now)
+    proc.start(102, 6000)
+    write(mdir, 102, 6000, recorded(A, now))
+    assert reader.read().series[ML].ok.count == 2 * len(A["ok"])
+    # Another archive (say, restored from a backup) replaces ours.
+    other = Snapshot(recorded(B, now), written=now, absorbed=[], exited=7, dropped={"model": 2})
+    snapshot.write(mdir / ARCHIVE, other)
+    result = reader.read()
+    assert result.archived == 7 and result.dropped["model"] == 2
+    (expected,) = merged_counts([recorded(B, now), recorded(A, now)])
+    assert counts(result.series[ML]) == expected
+
+
+def test_an_archive_rewritten_in_place_is_read_again(mdir, proc, reader):
+    now = time.time()
+    _compacted_a(mdir, proc, reader, now)
+    path = mdir / ARCHIVE
+    inode = path.stat().st_ino
+    with open(path, "r+b") as f:  # same inode, other contents (and size)
+        f.truncate(0)
+        f.write(snapshot.encode(Snapshot(recorded(BOTH, now), written=now, exited=3)))
+    assert path.stat().st_ino == inode
+    result = reader.read()
+    assert result.archived == 3
+    assert counts(result.series[ML]) == counts(recorded(BOTH, now)[0])
+
+
+def test_an_unchanged_archive_is_not_read_again(mdir, proc, reader, monkeypatch):
+    now = time.time()
+    _compacted_a(mdir, proc, reader, now)
+    reads: list[str] = []
+    real = snapshot.read
+
+    def counting(path):
+        reads.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(snapshot, "read", counting)
+    for _ in range(3):
+        result = reader.read()
+        assert counts(result.series[ML]) == counts(recorded(A, now)[0]) and result.archived == 1
+    assert ARCHIVE not in reads
+    fresh = MultiprocReader(mdir, proc.root, 60.0)  # a new reader has no copy in memory
+    assert fresh.read().archived == 1 and reads == [ARCHIVE]
+
+
+def test_a_deleted_archive_is_not_resurrected_from_memory(mdir, proc, reader):
+    now = time.time()
+    _compacted_a(mdir, proc, reader, now)
+    (mdir / ARCHIVE).unlink()
+    result = reader.read()
+    assert result.archived == 0 and ML not in result.series
+
+
 def test_an_archive_that_is_a_directory_is_left_alone(mdir, proc, reader):
     now = time.time()
     (mdir / ARCHIVE).mkdir()
@@ -466,7 +609,11 @@ def test_files_not_named_like_snapshots_are_ignored(mdir, proc, reader):
         "notes.txt",
         "ortel-abc-1.json",
         "ortel-1-2.json.bak",
+        "ortel-1-2.snap.bak",
         "ortel-1-2.JSON",
+        "ortel-1-2.SNAP",
+        "ortel-1-2.snp",
+        "ortel-archive.snap.bak",
         "xortel-1-2.json",
         "ortel-1.json",
         f".{snapshot_name(101, 5000)}.140213.tmp",  # a writer's temporary file
@@ -486,10 +633,11 @@ def test_a_missing_directory_reads_as_empty(tmp_path, proc):
 
 
 def test_instrumented_pids(mdir, tmp_path):
-    for name in ("ortel-12-5.json", "ortel-12-9.json", "ortel-3-1.json", ARCHIVE, "x.json"):
+    for name in ("ortel-12-5.snap", "ortel-12-9.snap", "ortel-3-1.snap", "ortel-7-1.json"):
         (mdir / name).write_text("{}")
-    (mdir / ".ortel-44-1.json.1.tmp").write_text("{}")
-    assert instrumented_pids(mdir) == [3, 12]
+    for name in (ARCHIVE, OLD_ARCHIVE, "x.snap", "ortel-8-1.lock", ".ortel-44-1.snap.1.tmp"):
+        (mdir / name).write_text("{}")
+    assert instrumented_pids(mdir) == [3, 7, 12]
     assert instrumented_pids(None) == []
     assert instrumented_pids(tmp_path / "absent") == []
 
@@ -542,9 +690,8 @@ def test_shim_drops_are_summed_across_processes_and_survive_compaction(mdir, pro
     now = time.time()
     for pid, n in ((101, 3), (102, 4)):
         proc.start(pid, 5000)
-        doc = snapshot_doc(pid, 5000, recorded(A, now, model=f"m{pid}"))
-        doc["dropped"] = {"model": n, "error_type": 1}
-        (mdir / snapshot_name(pid, 5000)).write_text(json.dumps(doc))
+        states = recorded(A, now, model=f"m{pid}")
+        write(mdir, pid, 5000, states, dropped={"model": n, "error_type": 1})
     assert reader.read().dropped == {
         "model": 7,
         "provider": 0,
@@ -563,9 +710,7 @@ def test_a_malformed_dropped_field_makes_the_file_bad(mdir, proc, reader):
     proc.start(101, 5000)
     write(mdir, 101, 5000, recorded(A, now))
     proc.start(102, 5000)
-    doc = snapshot_doc(102, 5000, recorded(B, now, model="other"))
-    doc["dropped"] = {"model": -3}
-    (mdir / snapshot_name(102, 5000)).write_text(json.dumps(doc))
+    write(mdir, 102, 5000, recorded(B, now, model="other"), dropped={"model": -3})
     result = reader.read()
     assert set(result.series) == {ML} and reader.bad_files_total == 1
 
@@ -620,12 +765,20 @@ PROPERTY_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-GOOD_OTHER = json.dumps(snapshot_doc(2, 1, recorded(B, time.time(), model="other"))).encode()
+GOOD_OTHER = snapshot.encode(snap_of(2, 1, recorded(B, time.time(), model="other")))
+
+
+def _decoded(data: bytes) -> Snapshot | None:
+    try:
+        return snapshot.decode(data)
+    except SnapshotError:
+        return None
 
 
 def _survives(tmp: Path, hostile: bytes, archive: bool = False) -> None:
     """One good live process plus ``hostile`` as another live process's snapshot (or as the
-    archive): reading never raises and the good process's counts are exactly there."""
+    archive): reading never raises, the good process's counts are exactly there, and a file the
+    codec refuses contributes nothing."""
     fake = FakeProc(tmp / "proc")
     d = tmp / "mp"
     d.mkdir()
@@ -634,18 +787,32 @@ def _survives(tmp: Path, hostile: bytes, archive: bool = False) -> None:
     fake.start(2, 1)
     write(d, 1, 1, recorded(A, now))
     (d / (ARCHIVE if archive else snapshot_name(2, 1))).write_bytes(hostile)
+    decoded = _decoded(hostile)
     r = MultiprocReader(d, fake.root)
     for _ in range(2):
         result = r.read()
-        assert counts(result.series[ML]) == counts(recorded(A, now)[0])
-    if archive:
-        assert (d / ARCHIVE).read_bytes() == hostile or r.bad_files_total == 0
+        if decoded is None:
+            assert set(result.series) == {ML}, "a refused file's series were counted"
+            assert counts(result.series[ML]) == counts(recorded(A, now)[0])
+            assert (result.live, result.archived) == (1, 0)
+            assert r.bad_files_total == 1
+            assert result.dropped == dict.fromkeys(result.dropped, 0)
+        elif ML not in {s.key for s in decoded.series}:
+            assert counts(result.series[ML]) == counts(recorded(A, now)[0])
+    if archive and decoded is None:
+        assert (d / ARCHIVE).read_bytes() == hostile  # never overwritten
 
 
 @PROPERTY_SETTINGS
 @given(cut=st.integers(0, len(GOOD_OTHER) - 1), archive=st.booleans())
 def test_property_truncated_snapshots(tmp_path_factory, cut, archive):
     _survives(tmp_path_factory.mktemp("t"), GOOD_OTHER[:cut], archive)
+
+
+@PROPERTY_SETTINGS
+@given(extra=st.binary(min_size=1, max_size=64), archive=st.booleans())
+def test_property_extended_snapshots(tmp_path_factory, extra, archive):
+    _survives(tmp_path_factory.mktemp("e"), GOOD_OTHER + extra, archive)
 
 
 @PROPERTY_SETTINGS
@@ -663,6 +830,25 @@ def test_property_corrupted_bytes(tmp_path_factory, flips, archive):
 
 
 @PROPERTY_SETTINGS
+@given(
+    words=st.lists(
+        st.tuples(
+            st.integers(0, len(GOOD_OTHER) // 8 - 1),
+            st.integers(-(1 << 63), (1 << 63) - 1) | st.floats(allow_nan=True).map(float),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_property_corrupted_words(tmp_path_factory, words):
+    """Aligned 8-byte words replaced by any int64 or float64: numbers the arrays could hold."""
+    data = bytearray(GOOD_OTHER)
+    for i, v in words:
+        data[8 * i : 8 * i + 8] = struct.pack("<q" if isinstance(v, int) else "<d", v)
+    _survives(tmp_path_factory.mktemp("w"), bytes(data))
+
+
+@PROPERTY_SETTINGS
 @given(data=st.binary(max_size=2000))
 def test_property_random_bytes(tmp_path_factory, data):
     _survives(tmp_path_factory.mktemp("r"), data)
@@ -677,16 +863,30 @@ json_values = st.recursive(
 )
 
 
+def _split(data: bytes) -> tuple[dict, bytes]:
+    n = HEAD.unpack_from(data)[3]
+    body = HEAD.size + n
+    return json.loads(data[HEAD.size : body]), data[body + (-body % 8) :]
+
+
+def _join(meta: object, arrays: bytes) -> bytes:
+    raw = json.dumps(meta, allow_nan=True).encode()
+    pad = b"\0" * (-(HEAD.size + len(raw)) % 8)
+    return HEAD.pack(snapshot.MAGIC, VERSION, 0, len(raw)) + raw + pad + arrays
+
+
 @PROPERTY_SETTINGS
 @given(
     path=st.lists(
-        st.sampled_from(["series", 0, "ok", "counts", "slices", "dropped", "model"]), max_size=4
+        st.sampled_from(["series", 0, "model", "sums", "bounds", "dropped", "absorbed", "pid"]),
+        max_size=4,
     ),
     value=json_values,
+    archive=st.booleans(),
 )
-def test_property_json_with_a_value_replaced_anywhere(tmp_path_factory, path, value):
-    doc = json.loads(GOOD_OTHER)
-    node = doc
+def test_property_metadata_with_a_value_replaced_anywhere(tmp_path_factory, path, value, archive):
+    meta, arrays = _split(GOOD_OTHER)
+    node = meta
     for key in path[:-1]:
         try:
             node = node[key]
@@ -697,7 +897,13 @@ def test_property_json_with_a_value_replaced_anywhere(tmp_path_factory, path, va
             node[path[-1]] = value
         except (IndexError, TypeError):
             pass
-    _survives(tmp_path_factory.mktemp("j"), json.dumps(doc, allow_nan=True).encode())
+    _survives(tmp_path_factory.mktemp("j"), _join(meta, arrays), archive)
+
+
+def test_the_property_seed_is_a_valid_snapshot(tmp_path):
+    assert _decoded(GOOD_OTHER) is not None
+    assert _join(*_split(GOOD_OTHER)) != b"" and _decoded(_join(*_split(GOOD_OTHER)))
+    _survives(tmp_path, GOOD_OTHER)
 
 
 def test_a_locked_snapshot_is_live_even_when_its_pid_is_not_in_procfs(tmp_path):
@@ -719,7 +925,7 @@ def test_a_locked_snapshot_is_live_even_when_its_pid_is_not_in_procfs(tmp_path):
     empty_procfs.mkdir()
     reader = MultiprocReader(d, empty_procfs)
     assert reader.read().live == 1
-    assert any(p.suffix == ".json" and p.name.startswith("ortel-424242") for p in d.iterdir())
+    assert any(p.suffix == ".snap" and p.name.startswith("ortel-424242") for p in d.iterdir())
     os.close(writer._lock_fd)  # the writer exits
     result = reader.read()
     assert result.live == 0 and result.series[("m", "cpu")].ok.count == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ortel.exporter.multiproc import MultiprocReader, _load
+from ortel.core import snapshot
+from ortel.core.state import SeriesState
+from ortel.exporter.multiproc import MultiprocReader
 from ortel.instrumentation.multiproc import (
     ENV,
-    FORMAT,
-    VERSION,
     SnapshotWriter,
     enable_multiprocess,
     process_start_ticks,
@@ -35,9 +34,13 @@ def recorder_with(n: int, model: str = "resnet") -> Recorder:
     return rec
 
 
+def _load(path: Path) -> list[SeriesState]:
+    return snapshot.read(path).series
+
+
 def only_file(directory: Path) -> Path:
     """The one snapshot; beside it only its lock file may exist."""
-    (path,) = directory.glob("*.json")
+    (path,) = directory.glob("*.snap")
     assert {p.name for p in directory.iterdir()} == {path.name, path.stem + ".lock"}
     return path
 
@@ -46,13 +49,13 @@ def test_writer_produces_a_file_the_daemon_reads(tmp_path):
     rec = recorder_with(5)
     SnapshotWriter(tmp_path)(rec)
     path = only_file(tmp_path)
-    doc = json.loads(path.read_text())
-    assert (doc["format"], doc["version"], doc["pid"]) == (FORMAT, VERSION, os.getpid())
-    assert doc["window_seconds"] == rec.window_seconds
-    (state,) = _load(path)
+    assert snapshot.version_of(path.read_bytes()) == snapshot.VERSION
+    snap = snapshot.read(path)
+    assert snap.pid == os.getpid() and snap.window_seconds == rec.window_seconds
+    (state,) = snap.series
     assert state.key == ("resnet", "cpu")
     assert (state.ok.count, state.items, state.error_types) == (5, 10, {"ValueError": 1})
-    assert state.to_json() == rec.states()[0].to_json()
+    assert state == rec.states()[0]
 
 
 def test_file_name_is_pid_and_process_start_ticks(tmp_path):
@@ -61,8 +64,8 @@ def test_file_name_is_pid_and_process_start_ticks(tmp_path):
     if HAS_PROC:
         assert start > 0
     assert only_file(tmp_path).name == snapshot_name(os.getpid(), start)
-    assert snapshot_name(os.getpid(), start) == f"ortel-{os.getpid()}-{start}.json"
-    assert json.loads(only_file(tmp_path).read_text())["start"] == start
+    assert snapshot_name(os.getpid(), start) == f"ortel-{os.getpid()}-{start}.snap"
+    assert snapshot.read(only_file(tmp_path)).start == start
 
 
 def test_rewrites_replace_the_file_and_leave_no_temporary_files(tmp_path):
@@ -156,7 +159,7 @@ def test_a_forked_child_writes_its_own_file_without_the_parents_counts(tmp_path)
     )
     parent, child, code = map(int, out.stdout.split())
     assert code == 0
-    files = {json.loads(p.read_text())["pid"]: p for p in tmp_path.glob("ortel-*.json")}
+    files = {snapshot.read(p).pid: p for p in tmp_path.glob("ortel-*.snap")}
     assert set(files) == {parent, child}
     assert files[child].name.startswith(f"ortel-{child}-")
     (child_state,) = _load(files[child])
@@ -178,7 +181,9 @@ def test_the_writer_holds_its_lock_until_it_exits(tmp_path):
         "import sys, time\n"
         "from ortel.instrumentation.multiproc import SnapshotWriter\n"
         "from ortel.instrumentation.recorder import Recorder\n"
-        "SnapshotWriter(sys.argv[1])(Recorder())\n"
+        "rec = Recorder()\n"
+        "rec.series('m').ok.append(1)\n"
+        "SnapshotWriter(sys.argv[1])(rec)\n"
         "print('ready', flush=True)\n"
         "sys.stdin.readline()\n"
     )
@@ -196,3 +201,50 @@ def test_the_writer_holds_its_lock_until_it_exits(tmp_path):
         child.communicate("\n", timeout=10)
     assert lock_state(lock) is False
     assert lock_state(tmp_path / "missing.lock") is None
+
+
+def test_a_process_that_recorded_nothing_writes_no_file(tmp_path):
+    SnapshotWriter(tmp_path)(Recorder())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unchanged_state_is_not_rewritten(tmp_path):
+    rec = recorder_with(1)
+    writer = SnapshotWriter(tmp_path)
+    writer(rec)
+    path = only_file(tmp_path)
+    first = path.stat().st_ino
+    writer(rec)  # nothing changed: the same file
+    assert path.stat().st_ino == first
+    s = rec.series("resnet", "cpu")
+    s.ok.append(1_000)
+    writer(rec)  # a call was folded: rewritten
+    second = path.stat().st_ino
+    assert second != first and _load(path)[0].ok.count == 2
+    s.set_load(0.5)  # changes made outside a fold count too
+    writer(rec)
+    assert path.stat().st_ino != second and _load(path)[0].load.value == 0.5
+    rec.series("another", "cpu")
+    writer(rec)  # a new series, even before its first call
+    assert {s.model for s in _load(path)} == {"resnet", "another"}
+
+
+def test_the_lock_is_taken_before_the_first_snapshot_exists(tmp_path):
+    from ortel.instrumentation.multiproc import lock_state
+
+    seen = []
+    real_write = snapshot.write
+
+    def spy(path, snap):
+        seen.append(lock_state(path.with_suffix(".lock")))
+        real_write(path, snap)
+
+    rec = recorder_with(1)
+    writer = SnapshotWriter(tmp_path)
+    # flock conflicts between open file descriptions, so our own lock reads as held.
+    try:
+        snapshot.write = spy
+        writer(rec)
+    finally:
+        snapshot.write = real_write
+    assert seen == [True]

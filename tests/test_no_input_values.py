@@ -91,7 +91,8 @@ def everything(tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.C
     rec.flush()
     writer(rec)
     shim = _exposition(rec.readings())
-    snapshots = "".join(p.read_text() for p in sorted(mdir.iterdir()))
+    # Binary files: any secret would show as its UTF-8 bytes.
+    snapshots = b"".join(p.read_bytes() for p in sorted(mdir.iterdir())).decode("utf-8", "replace")
     daemon = _exposition(list(InferenceCollector(mdir).collect()))
     logs = "\n".join(
         f"{r.name} {r.levelname} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records

@@ -133,9 +133,9 @@ def test_the_daemon_merges_operator_metrics_from_snapshots(tmp_path):
         own = tmp_path / f"p{i}"
         SnapshotWriter(own)(rec)
         uninstrument_session(s)
-        (snap,) = own.glob("ortel-*.json")
+        (snap,) = own.glob("ortel-*.snap")
         snaps.mkdir(exist_ok=True)
-        snap.rename(snaps / f"ortel-{999_000 + i}-0.json")
+        snap.rename(snaps / f"ortel-{999_000 + i}-0.snap")
     tmp_path = snaps
     got = as_dict(InferenceCollector(tmp_path, Path("/proc")).collect())
     assert got[(c.OPERATOR_SAMPLES.name, ("cnn",))] >= 2

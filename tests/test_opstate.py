@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from helpers import as_dict
 
 from ortel.core import catalog as c
+from ortel.core import snapshot
 from ortel.core.opstate import MAX_OP_SERIES, OperatorSample, OperatorState
 from ortel.core.state import SeriesState, merge_all, readings
 
@@ -42,17 +45,27 @@ def test_merge_adds_histograms_and_keeps_the_newest_graph_facts():
     assert b.samples == 1
 
 
-def test_json_round_trip_and_validation():
+def test_snapshot_round_trip_and_validation():
     st = OperatorState()
     st.add(sample())
-    assert OperatorState.from_json(st.to_json()) == st
-    bad = st.to_json()
-    bad["hists"][0][2]["count"] = 99
+    doc = snapshot._operators_out(st)
+    assert snapshot._operators_in(json.loads(json.dumps(doc))) == st
+    bad = json.loads(json.dumps(doc))
+    bad["hists"][0][2][2] = 99  # the count no longer matches the buckets
     with pytest.raises(ValueError):
-        OperatorState.from_json(bad)
-    for broken in ({**st.to_json(), "nodes": []}, {**st.to_json(), "hists": [["x"]]}):
+        snapshot._operators_in(bad)
+    for broken in ({**doc, "nodes": []}, {**doc, "hists": [["x"]]}):
         with pytest.raises(ValueError):
-            OperatorState.from_json(broken)
+            snapshot._operators_in(broken)
+
+
+def test_copies_are_independent():
+    st = OperatorState()
+    st.add(sample())
+    dup = st.copy()
+    dup.add(sample())
+    assert st.samples == 1 and dup.samples == 2
+    assert st.hists != dup.hists
 
 
 def test_op_type_cardinality_is_bounded():
@@ -69,13 +82,14 @@ def series(provider, with_ops=True):
     return s
 
 
-def test_snapshots_carry_operators_and_older_ones_still_parse():
+def test_snapshots_carry_operators_and_series_without_them_parse():
+    def round_trip(s):
+        (back,) = snapshot.decode(snapshot.encode(snapshot.Snapshot([s]))).series
+        return back
+
     s = series(CPU)
-    doc = s.to_json()
-    assert "operators" in doc
-    assert SeriesState.from_json(doc).operators == s.operators
-    old = series(CPU, with_ops=False).to_json()
-    assert "operators" not in old and SeriesState.from_json(old).operators is None
+    assert round_trip(s).operators == s.operators
+    assert round_trip(series(CPU, with_ops=False)).operators is None
     merged = merge_all([[series(CPU)], [series(CPU)], [series(CPU, with_ops=False)]])
     assert merged[("cnn", CPU)].operators.samples == 2
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ortel.core import catalog as c
-from ortel.core.state import NS, SLICE_SECONDS
+from ortel.core.state import NS
+from ortel.core.window import SLICE_SECONDS
 from ortel.instrumentation.recorder import Recorder
 
 
@@ -229,8 +230,7 @@ def test_non_utf8_and_overlong_labels_are_cleaned_once_and_merged_not_lost():
 
 
 def test_a_snapshot_carries_the_dropped_counts(tmp_path):
-    import json
-
+    from ortel.core import snapshot
     from ortel.core.cardinality import LabelLimiter
     from ortel.instrumentation.multiproc import SnapshotWriter
 
@@ -238,8 +238,8 @@ def test_a_snapshot_carries_the_dropped_counts(tmp_path):
     for m in ("a", "b", "c"):
         rec.series(m).ok.append(1)
     SnapshotWriter(tmp_path)(rec)
-    (path,) = tmp_path.glob("ortel-*.json")
-    assert json.loads(path.read_text())["dropped"] == {"model": 2}
+    (path,) = tmp_path.glob("ortel-*.snap")
+    assert snapshot.read(path).dropped == {"model": 2}
 
 
 def test_a_forked_recorder_reports_only_its_own_drops():

@@ -131,7 +131,7 @@ def test_instrumented_processes_exiting_crashing_and_restarting(tmp_path: Path) 
         c.hold_for(url, 180, 0.5)
     assert c.never_went_back(), c.seen
     names = sorted(p.name for p in mdir.iterdir())
-    assert names == ["ortel-archive.json"]  # every exited process compacted away
+    assert names == ["ortel-archive.snap"]  # every exited process compacted away
 
 
 def test_daemon_restarts_continue_from_the_archive(tmp_path: Path) -> None:

@@ -1,31 +1,35 @@
-"""SeriesState: JSON round trip, exact merging, validated parsing, and the readings it yields."""
+"""SeriesState: exact merging, structural copies, the window, and the readings it yields."""
 
 from __future__ import annotations
 
 import bisect
-import copy
 import json
 import math
+import struct
 
+import numpy as np
 import pytest
 from helpers import as_dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ortel.core import catalog as c
+from ortel.core import snapshot
+from ortel.core.hist import Hist
+from ortel.core.opstate import OperatorSample, OperatorState
 from ortel.core.readings import HistogramValue, SummaryValue
-from ortel.core.sketch import LogSketch
+from ortel.core.sketch import LogSketch, index_of
 from ortel.core.state import (
+    GenerationState,
     SeriesState,
-    Slice,
     Stamped,
+    busy_ns,
     merge_all,
     readings,
-    slice_key,
 )
+from ortel.core.window import COUNT, MIN_NS, Window, slice_key
 
 HYPOTHESIS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-PARSE_ERRORS = (ValueError, KeyError, TypeError)
 
 BOUNDS = (0.001, 0.01, 0.1, 1.0)
 NOW = 1_000.0  # slice 200; a 60 s window holds slices 189 ... 200
@@ -49,12 +53,9 @@ def build(
         s.ok.counts[bisect.bisect_left(bounds, secs)] += 1
         s.ok.sum_ns += ns
         s.ok.count += 1
-        sl = s.slices.setdefault(key, Slice())
-        sl.merge(
-            Slice(1, ns, secs * secs, ns, ns, int(sla is not None and secs > sla), _sketch(secs))
-        )
-        if sla is not None and secs > sla:
-            s.sla_violations += 1
+        viol = int(sla is not None and secs > sla)
+        s.window.add(key, (1, ns, viol, ns, ns), secs * secs, index_of(secs), np.array([1]))
+        s.sla_violations += viol
     for secs, name in errors:
         s.error.counts[bisect.bisect_left(bounds, secs)] += 1
         s.error.sum_ns += round(secs * 1e9)
@@ -72,26 +73,49 @@ def _sketch(*values: float) -> LogSketch:
 
 
 def roundtrip(s: SeriesState) -> SeriesState:
-    return SeriesState.from_json(json.loads(json.dumps(s.to_json())))
+    (back,) = snapshot.decode(snapshot.encode(snapshot.Snapshot([s]))).series
+    return back
 
 
-def without_sumsq(d: dict) -> tuple[dict, list[float]]:
-    """The JSON form minus the float sums of squares (summation order changes their last bits)."""
-    d = copy.deepcopy(d)
-    sumsq = [d["slices"][k].pop("sumsq") for k in sorted(d["slices"])]
-    return d, sumsq
+def series_meta(s: SeriesState) -> list[dict]:
+    """The metadata the snapshot format writes for ``s`` (the JSON document after the header)."""
+    data = snapshot.encode(snapshot.Snapshot([s]))
+    (n,) = struct.unpack_from("<I", data, 12)
+    return json.loads(data[16 : 16 + n])["series"]
+
+
+def _without_window(s: SeriesState) -> SeriesState:
+    out = s.copy()
+    out.window = Window()
+    return out
 
 
 def same_counts(a: SeriesState, b: SeriesState) -> None:
-    da, sa = without_sumsq(a.to_json())
-    db, sb = without_sumsq(b.to_json())
-    da["slices"] = dict(sorted(da["slices"].items()))
-    db["slices"] = dict(sorted(db["slices"].items()))
-    assert da == db
-    assert sa == pytest.approx(sb, rel=1e-12)
+    """Equal in everything; the window's float sums of squares only to rounding (summation
+    order changes their last bits)."""
+    assert _without_window(a) == _without_window(b)
+    wa, wb = a.window.trimmed(), b.window.trimmed()
+    assert wa.keys.tolist() == wb.keys.tolist()
+    assert wa.ints.tolist() == wb.ints.tolist()
+    assert wa.sketch.tolist() == wb.sketch.tolist()
+    assert wa.offset == wb.offset or not wa.sketch.size
+    assert wa.sumsq.tolist() == pytest.approx(wb.sumsq.tolist(), rel=1e-12)
 
 
-# --- round trip --------------------------------------------------------------------------------
+def row(s: SeriesState, key: int) -> np.ndarray:
+    """The window's integer columns of slice ``key``."""
+    (i,) = np.flatnonzero(s.window.keys == key)
+    return s.window.ints[i]
+
+
+def sketch_counts(s: SeriesState, key: int) -> dict[int, int]:
+    """Sketch counts of slice ``key`` by sketch index."""
+    (i,) = np.flatnonzero(s.window.keys == key)
+    w = s.window
+    return {w.offset + j: int(n) for j, n in enumerate(w.sketch[i]) if n}
+
+
+# --- round trip and copies ---------------------------------------------------------------------
 
 
 def full_state() -> SeriesState:
@@ -106,27 +130,52 @@ def full_state() -> SeriesState:
     return s
 
 
-def test_json_round_trip_preserves_everything():
+def test_snapshot_round_trip_preserves_everything():
     s = full_state()
     back = roundtrip(s)
-    assert back.to_json() == s.to_json()
+    assert back == s
     assert back.bounds == s.bounds and back.key == s.key
     assert back.load == s.load and back.first_inference == s.first_inference
-    assert back.slices[195].sketch.counts == s.slices[195].sketch.counts
+    assert sketch_counts(back, 195) == sketch_counts(s, 195) == {index_of(0.8): 1}
+    assert back.window.sumsq.tolist() == s.window.sumsq.tolist()  # floats travel bit for bit
 
 
 def test_empty_state_round_trips():
     s = SeriesState("m", "p")
-    assert roundtrip(s).to_json() == s.to_json()
+    assert roundtrip(s) == s
 
 
-def test_copy_does_not_alias():
+def test_copy_is_equal_and_does_not_alias():
     s = full_state()
     dup = s.copy()
+    assert dup == s
     dup.ok.counts[0] += 5
-    dup.slices[200].sketch.add(1.0)
+    dup.error.counts[0] += 1
+    dup.window.ints[0, COUNT] += 1
+    dup.window.sketch[0] += 1
+    dup.window.sumsq[0] += 1.0
+    dup.window.add(200, (1, 1, 0, 1, 1), 1.0, index_of(1.0), np.array([1]))
     dup.error_types["X"] = 1
-    assert s.to_json() == full_state().to_json()
+    dup.block_energy[("cpu", "measured")] = 1.0
+    assert s == full_state()
+
+
+def test_copy_of_generation_and_operators_does_not_alias():
+    s = full_state()
+    s.generation = GenerationState()
+    s.generation.ttft.counts[0] = s.generation.ttft.count = 1
+    s.operators = OperatorState()
+    s.operators.add(OperatorSample([("Conv", "cpu", 1_000)], {"cpu": 3}, 0, 5.0))
+    dup = s.copy()
+    assert dup == s
+    dup.generation.ttft.counts[0] += 1
+    dup.generation.generated_tokens += 1
+    dup.operators.hists[("Conv", "cpu")].counts[0] += 1
+    dup.operators.nodes["cpu"] = 9
+    assert s.generation.ttft.counts[0] == 1 and s.generation.generated_tokens == 0
+    assert s.operators.hists[("Conv", "cpu")].count == 1
+    assert sum(s.operators.hists[("Conv", "cpu")].counts) == 1
+    assert s.operators.nodes == {"cpu": 3}
 
 
 # --- merging -----------------------------------------------------------------------------------
@@ -175,16 +224,51 @@ def test_merge_sums_errors_items_and_keeps_newest_gauges():
     assert a.error.count == 3 and sum(a.error.counts) == 3
     assert a.load == Stamped(2.0, 20.0)
     assert a.first_inference == Stamped(0.7, 5.0)
-    assert a.slices[200].count == 2 and a.slices[200].min_ns == 50_000_000
+    assert row(a, 200)[COUNT] == 2 and row(a, 200)[MIN_NS] == 50_000_000
+    assert sketch_counts(a, 200) == {index_of(0.05): 1, index_of(0.5): 1}
 
 
 def test_merge_all_does_not_modify_its_inputs():
     a, b = build([(200, 0.05)]), build([(200, 0.5), (199, 0.1)])
-    before = (a.to_json(), b.to_json())
+    before = (a.copy(), b.copy())
     merged = merge_all([[a], [b]])
-    merged[ML].slices[200].sketch.add(9.0)
+    w = merged[ML].window
+    w.add(200, (1, 9, 0, 9, 9), 81.0, index_of(9.0), np.array([1]))
+    w.ints[:, COUNT] += 1
+    w.sketch += 1
+    w.sumsq += 1.0
     merged[ML].ok.counts[0] += 1
-    assert (a.to_json(), b.to_json()) == before
+    merged[ML].error_types["X"] = 1
+    assert (a, b) == before
+
+
+def test_merge_all_returns_new_states_even_for_a_single_source():
+    a, b = build([(200, 0.05)]), build([(200, 0.5)])
+    alone = merge_all([[a]])[ML]
+    assert alone == a and alone is not a and alone.window is not a.window
+    both = merge_all([[a], [b]])[ML]
+    assert both is not a and both is not b
+    assert (a.ok.count, b.ok.count, both.ok.count) == (1, 1, 2)
+
+
+def test_merge_of_generation_operators_and_busy_time():
+    a, b = build([(200, 0.05)]), build([(200, 0.5)], errors=[(0.25, "E")])
+    assert busy_ns(b) == 750_000_000
+    b.generation = GenerationState(generated_tokens=10, prompt_tokens=3)
+    b.generation.ttft = Hist([1] + [0] * len(c.TTFT_BUCKETS), 2_000_000_000, 1)
+    assert busy_ns(b) == 2_000_000_000  # the generation's time is more than the calls'
+    b.operators = OperatorState()
+    b.operators.add(OperatorSample([("Conv", "cpu", 1_000)], {"cpu": 3}, 1, 5.0))
+    a.merge(b)
+    assert a.generation == b.generation and a.generation is not b.generation
+    assert a.operators == b.operators and a.operators is not b.operators
+    a.merge(b)
+    assert (a.generation.generated_tokens, a.generation.prompt_tokens) == (20, 6)
+    assert a.generation.ttft.count == 2 and a.generation.ttft.sum_ns == 4_000_000_000
+    assert a.operators.samples == 2 and a.operators.hists[("Conv", "cpu")].count == 2
+    assert b.operators.samples == 1 and b.generation.generated_tokens == 10  # b untouched
+    none = build([])
+    assert (none.generation, none.operators, busy_ns(none)) == (None, None, 0)
 
 
 def test_merge_all_keeps_series_apart_by_model_and_provider():
@@ -202,154 +286,6 @@ def test_merging_different_bucket_bounds_raises():
         a.copy().merge(b)
     with pytest.raises(ValueError, match="buckets"):
         merge_all([[a], [b]])
-
-
-# --- parsing -----------------------------------------------------------------------------------
-
-VALID = full_state().to_json()
-
-
-def _paths(obj: object, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix] if prefix else []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out += _paths(v, prefix + (k,))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            out += _paths(v, prefix + (i,))
-    return out
-
-
-PATHS = _paths(VALID)
-NASTY = [
-    -1,
-    -0.5,
-    0,
-    1.5,
-    math.nan,
-    math.inf,
-    -math.inf,
-    10**400,
-    -(10**400),
-    True,
-    False,
-    None,
-    "",
-    "7",
-    "x" * 5000,
-    [],
-    {},
-    [1, 2],
-    [[1], [-1]],
-    [[10**6], [1]],
-    {"a": 1},
-]
-json_st = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**20), 10**20)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
-value_st = st.sampled_from(NASTY) | json_st
-
-
-def _mutate(doc: dict, path: tuple, value: object, delete: bool) -> None:
-    parent = doc
-    for k in path[:-1]:
-        parent = parent[k]
-    if delete:
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = value
-
-
-def parses_or_rejects(doc: object) -> None:
-    """from_json either rejects with the documented errors, or gives a usable state."""
-    try:
-        s = SeriesState.from_json(doc)
-    except PARSE_ERRORS:
-        return
-    assert roundtrip(s).to_json() == s.to_json()
-    list(readings([s], NOW))  # anything accepted must also be reportable
-    s.copy().merge(s)
-
-
-@HYPOTHESIS
-@given(json_st)
-def test_from_json_rejects_random_structures_cleanly(doc):
-    parses_or_rejects(doc)
-
-
-@HYPOTHESIS
-@given(st.fixed_dictionaries({k: value_st for k in VALID}))
-def test_from_json_rejects_random_values_under_the_right_keys_cleanly(doc):
-    parses_or_rejects(doc)
-
-
-@HYPOTHESIS
-@given(st.lists(st.tuples(st.sampled_from(PATHS), st.booleans(), value_st), min_size=1, max_size=3))
-def test_from_json_rejects_mutated_snapshots_cleanly(mutations):
-    doc = copy.deepcopy(VALID)
-    for path, delete, value in mutations:
-        try:
-            _mutate(doc, path, value, delete)
-        except (KeyError, IndexError, TypeError):
-            pass  # an earlier mutation removed or replaced this path
-    parses_or_rejects(doc)
-
-
-def _with(path: tuple, value: object) -> dict:
-    doc = copy.deepcopy(VALID)
-    _mutate(doc, path, value, False)
-    return doc
-
-
-MALFORMED = {
-    "negative count": _with(("items",), -1),
-    "count beyond float": _with(("items",), 10**400),
-    "bool as count": _with(("items",), True),
-    "nan sla": _with(("sla_seconds",), math.nan),
-    "bound beyond float": _with(("bounds",), [10**400]),
-    "decreasing bounds": _with(("bounds",), [0.1, 0.01]),
-    "no bounds": _with(("bounds",), []),
-    "wrong bucket count": _with(("ok", "counts"), [1, 2]),
-    "count differs from buckets": _with(("ok", "count"), 99),
-    "infinite sumsq": _with(("slices", "200", "sumsq"), math.inf),
-    "slice count differs from sketch": _with(("slices", "200", "count"), 5),
-    "more violations than calls": _with(("slices", "200", "violations"), 3),
-    "sketch index beyond float": _with(("slices", "200", "sketch"), [[10**6], [2]]),
-    "slices as list": _with(("slices",), []),
-    "slices as number": _with(("slices",), 3),
-    "non-numeric slice key": _with(("slices",), {"soon": VALID["slices"]["200"]}),
-    "negative error count": _with(("error_types",), {"X": -1}),
-    "huge error type": _with(("error_types",), {"E" * 100_000: 1}),
-    "numeric model": _with(("model",), 7),
-    "huge model": _with(("model",), "m" * 100_000),
-    "huge provider": _with(("provider",), "p" * 100_000),
-    "short stamp": _with(("load",), [1.0]),
-    "list": [],
-    "none": None,
-    "string": "resnet",
-}
-
-
-@pytest.mark.parametrize("doc", MALFORMED.values(), ids=MALFORMED.keys())
-def test_from_json_rejects_known_malformations(doc):
-    with pytest.raises(PARSE_ERRORS):
-        SeriesState.from_json(doc)
-
-
-@pytest.mark.parametrize("key", sorted(VALID))
-def test_from_json_requires_every_key(key):
-    doc = copy.deepcopy(VALID)
-    del doc[key]
-    with pytest.raises(KeyError):
-        SeriesState.from_json(doc)
 
 
 # --- readings ----------------------------------------------------------------------------------
@@ -437,7 +373,8 @@ def test_an_idle_series_reports_zero_ok_and_no_error_series():
 def test_prune_drops_slices_outside_the_window():
     s = build([(188, 0.05), (189, 0.05), (200, 0.05)])
     s.prune(NOW, 60.0)
-    assert sorted(s.slices) == [189, 200]
+    assert s.window.keys.tolist() == [189, 200]
+    assert s.window.ints[:, COUNT].tolist() == [1, 1]
     assert s.ok.count == 3  # totals are kept
     assert slice_key(NOW) == 200
 
@@ -452,25 +389,12 @@ def test_flops_and_block_energy_round_trip_merge_and_export():
     b = build([(200, 0.05)])
     b.block_energy = {("cpu", "measured"): 5.0}
     assert roundtrip(a).flops == 4e9 and roundtrip(a).block_energy == a.block_energy
-    assert "flops" not in b.to_json() and "block_energy" not in SeriesState("m", "p").to_json()
+    ((meta_b,), (meta_empty,)) = series_meta(b), series_meta(SeriesState("m", "p"))
+    assert "flops" not in meta_b and "block_energy" not in meta_empty  # absent, not null
+    assert roundtrip(b).flops is None
     merged = merge_all([[b], [a]])[ML]
     assert merged.flops == 4e9  # the one that declared them
     assert merged.block_energy == {("cpu", "measured"): 15.0, ("gpu", "measured"): 2.5}
     got = as_dict(readings([merged, SeriesState("resnet", "cuda", BOUNDS)], NOW))
     assert got[(c.BLOCK_ENERGY.name, ("resnet", "cpu", "measured"))] == 15.0
     assert got[(c.BLOCK_ENERGY.name, ("resnet", "gpu", "measured"))] == 2.5
-
-
-@pytest.mark.parametrize(
-    "block",
-    [[1.0], {"cpu": 1.0}, {"cpu/guessed": 1.0}, {"tpu/measured": 1.0}, {"cpu/measured": -1.0}],
-)
-def test_malformed_block_energy_is_rejected(block):
-    doc = SeriesState("m", "p").to_json()
-    doc["block_energy"] = block
-    with pytest.raises(ValueError):
-        SeriesState.from_json(doc)
-    doc = SeriesState("m", "p").to_json()
-    doc["flops"] = -1
-    with pytest.raises(ValueError):
-        SeriesState.from_json(doc)

@@ -1,11 +1,14 @@
 """Reading the multiprocess directory: every instrumented process's snapshot, merged.
 
 Live processes' snapshots are read as they are. A process that has exited keeps its counts: its
-last snapshot is merged into ``ortel-archive.json`` and then deleted (compaction), so counters never
-go backwards and the directory does not grow with every short-lived worker. The archive lists the
-snapshots it absorbed, so a crash between writing the archive and deleting the snapshot cannot
-count it twice. The archive outlives daemon restarts (document: counters continue); a directory on
-tmpfs is cleared at reboot, which Prometheus sees as an ordinary counter reset.
+last snapshot is merged into the archive (``ortel-archive.snap``, same format) and then deleted
+(compaction), so counters never go backwards and the directory does not grow with every
+short-lived worker. The archive lists the snapshots it absorbed, so a crash between writing the
+archive and deleting the snapshot cannot count it twice. The archive outlives daemon restarts
+(counters continue); a directory on tmpfs is cleared at reboot, which Prometheus sees as an
+ordinary counter reset. This reader is the archive's only writer, so it keeps the archive's
+state in memory and reads the file again only when something else changed it; likewise it
+decodes a process's snapshot again only when the file changed (an idle process leaves it alone).
 
 Label values are cleaned and capped here too (``cardinality``): many processes, each within its own
 caps, can still add up to too many models. The archive is read first, so values already counted
@@ -14,77 +17,27 @@ keep their place across daemon restarts.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ortel.core.cardinality import LabelLimiter, add_counts, parse_counts
+from ortel.core import snapshot
+from ortel.core.cardinality import LabelLimiter, add_counts
 from ortel.core.exposition import clean_label
-from ortel.core.state import MAX_INT, SeriesState, merge_all
-from ortel.instrumentation.multiproc import FORMAT, lock_name, lock_state, process_start_ticks
+from ortel.core.state import SeriesState, busy_ns, merge_all
+from ortel.instrumentation.multiproc import (
+    SNAPSHOT_RE,
+    lock_name,
+    lock_state,
+    process_start_ticks,
+)
 
 log = logging.getLogger("ortel.exporter")
 
-SNAPSHOT_RE = re.compile(r"^ortel-(\d+)-(\d+)\.json$")
-ARCHIVE = "ortel-archive.json"
-MAX_FILE_BYTES = 64 * 1024 * 1024  # a snapshot this large is not ours
-
-
-def instrumented_pids(directory: Path | None) -> list[int]:
-    """Pids that have a snapshot file in the directory (live or not: callers check /proc)."""
-    if directory is None:
-        return []
-    try:
-        names = [p.name for p in Path(directory).iterdir()]
-    except OSError:
-        return []
-    return sorted({int(m.group(1)) for n in names if (m := SNAPSHOT_RE.match(n))})
-
-
-def _load(path: Path) -> list[SeriesState]:
-    """Parse a snapshot or archive; raises ValueError on anything malformed."""
-    return _parse(path)[0]
-
-
-def _load_snapshot(path: Path) -> tuple[list[SeriesState], dict[str, int]]:
-    """A snapshot's series and its label values dropped; raises ValueError when malformed."""
-    series, doc = _parse(path)
-    return series, parse_counts(doc.get("dropped"), MAX_INT)
-
-
-def _parse(path: Path) -> tuple[list[SeriesState], dict]:
-    """The series and the whole document (the archive's ``absorbed`` and ``exited`` live there)."""
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ValueError("file too large")
-    try:
-        doc = json.loads(path.read_bytes())
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ValueError("not an ortel snapshot")
-        series = doc["series"]
-        if not isinstance(series, list):
-            raise ValueError("series must be a list")
-        out = [SeriesState.from_json(s) for s in series]
-        merge_all([out])  # proves the series agree with each other (same buckets per key)
-        return out, doc
-    except (KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError) as e:
-        raise ValueError(f"malformed snapshot ({type(e).__name__}: {e})") from None
-
-
-def _load_archive(path: Path) -> tuple[list[SeriesState], set[str], int, dict[str, int]]:
-    """The archive's series, the snapshot names it absorbed, how many processes it holds, and
-    the label values its processes dropped."""
-    series, doc = _parse(path)
-    absorbed = doc.get("absorbed", [])
-    if not (isinstance(absorbed, list) and all(isinstance(n, str) for n in absorbed)):
-        raise ValueError("archive: absorbed must be a list of file names")
-    exited = doc.get("exited", len(absorbed))  # archives written before the count was kept
-    if type(exited) is not int or exited < 0:
-        raise ValueError("archive: exited must be a non-negative integer")
-    return series, set(absorbed), exited, parse_counts(doc.get("dropped"), MAX_INT)
+ARCHIVE = "ortel-archive.snap"
+OLD_ARCHIVE = "ortel-archive.json"
 
 
 def _clash(known: dict[tuple[str, str], tuple[float, ...]], states: list[SeriesState]) -> str:
@@ -117,17 +70,21 @@ class MergeResult:
     processes: dict[int, ProcessBusy] = field(default_factory=dict)
 
 
-def busy_ns(s: SeriesState) -> int:
-    """Wall time inside the series' inference calls, or inside its tracked generations (first
-    token plus inter-token times) where that is more: a generation loop may record only tokens,
-    or also time each decode step as a call, which covers the same time."""
-    calls = s.ok.sum_ns + s.error.sum_ns
-    g = s.generation
-    return calls if g is None else max(calls, g.ttft.sum_ns + g.itl.sum_ns)
+@dataclass
+class _Archive:
+    series: list[SeriesState] = field(default_factory=list)
+    absorbed: set[str] = field(default_factory=set)
+    exited: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    stat: tuple[int, int, int] | None = None  # (inode, size, mtime_ns) of the file it came from
 
 
-def _busy(pid_start: tuple[int, int], states: list[SeriesState]) -> tuple[int, ProcessBusy]:
-    return pid_start[0], ProcessBusy(pid_start[1], {s.key: busy_ns(s) for s in states})
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class MultiprocReader:
@@ -144,6 +101,9 @@ class MultiprocReader:
         self.limiter = LabelLimiter() if limiter is None else limiter
         self._bad_seen: set[str] = set()
         self.bad_files_total = 0
+        self._archive = _Archive()
+        # Decoded (and label-capped) snapshots by file name, with the stat they were read at.
+        self._decoded: dict[str, tuple[tuple[int, int, int], snapshot.Snapshot]] = {}
 
     def _alive(self, pid: int, start: int) -> bool:
         held = lock_state(self.directory / lock_name(pid, start))
@@ -161,8 +121,9 @@ class MultiprocReader:
             log.warning("ortel: skipping %s in %s: %s", name, self.directory, why)
 
     def _cap(self, states: list[SeriesState]) -> list[SeriesState]:
-        """Clean and cap the labels of freshly parsed series (renamed in place); series that end
-        up with the same labels are merged. Raises ValueError when those disagree on buckets."""
+        """Clean and cap the labels of freshly decoded series (renamed in place); series that
+        end up with the same labels are merged. Raises ValueError when those disagree on
+        buckets."""
         admit = self.limiter.admit
         for s in states:
             s.model = admit("model", clean_label(s.model))
@@ -177,9 +138,22 @@ class MultiprocReader:
             return states
         return list(merge_all([states]).values())
 
-    def _load(self, path: Path) -> tuple[list[SeriesState], dict[str, int]]:
-        states, dropped = _load_snapshot(path)
-        return self._cap(states), dropped
+    def _load(self, path: Path) -> snapshot.Snapshot:
+        snap = snapshot.read(path)
+        snap.series = self._cap(snap.series)
+        return snap
+
+    def _snapshot(self, path: Path) -> snapshot.Snapshot:
+        """A process's snapshot, decoded again only if the file changed since last time."""
+        st = _stat(path)
+        if st is None:
+            raise FileNotFoundError(path)
+        hit = self._decoded.get(path.name)
+        if hit is not None and hit[0] == st:
+            return hit[1]
+        snap = self._load(path)
+        self._decoded[path.name] = (st, snap)
+        return snap
 
     def _dropped(self, *parts: dict[str, int]) -> dict[str, int]:
         """Dropped by the processes (snapshots, archive) plus dropped by this daemon's caps."""
@@ -188,128 +162,112 @@ class MultiprocReader:
             add_counts(total, part)
         return total
 
+    def _read_archive(self) -> _Archive | None:
+        """The archive, from memory unless the file changed; None when it cannot be read."""
+        path = self.directory / ARCHIVE
+        st = _stat(path)
+        if st is None or st == self._archive.stat:
+            return self._archive if st is not None else _Archive()
+        try:
+            snap = self._load(path)
+        except (OSError, ValueError) as e:
+            self._bad(ARCHIVE, str(e))
+            return None
+        self._archive = _Archive(snap.series, set(snap.absorbed), snap.exited, snap.dropped, st)
+        return self._archive
+
     def read(self) -> MergeResult:
-        archive_path = self.directory / ARCHIVE
-        archive: list[SeriesState] = []
-        absorbed: set[str] = set()
-        exited = 0
-        archive_dropped: dict[str, int] = {}
-        if archive_path.exists():
-            try:
-                archive, absorbed, exited, archive_dropped = _load_archive(archive_path)
-                archive = self._cap(archive)
-            except (OSError, ValueError) as e:
-                # Never overwrite an archive we cannot read: that would lose counts for good.
-                self._bad(ARCHIVE, str(e))
-                return self._read_live_only()
+        if (self.directory / OLD_ARCHIVE).exists():
+            self._bad(OLD_ARCHIVE, "an archive of ortel 0.1's format: its counts are not merged")
+        archive = self._read_archive()
+        live_only = archive is None  # never overwrite an archive we cannot read
+        if archive is None:
+            archive = _Archive()
+        try:
+            names = sorted(os.listdir(self.directory))
+        except OSError:
+            return MergeResult({})
         live: list[list[SeriesState]] = []
         processes: dict[int, ProcessBusy] = {}
         live_dropped: dict[str, int] = {}
-        dead: list[tuple[str, list[SeriesState]]] = []
-        dead_dropped: dict[str, int] = {}
+        dead: list[tuple[str, snapshot.Snapshot]] = []
         known: dict[tuple[str, str], tuple[float, ...]] = {}
-        _clash(known, archive)
-        try:
-            names = sorted(p.name for p in self.directory.iterdir())
-        except OSError:
-            return MergeResult({})
+        _clash(known, archive.series)
         for name in names:
             m = SNAPSHOT_RE.match(name)
             if not m:
                 continue
             path = self.directory / name
-            if name in absorbed:
+            if name in archive.absorbed:
                 _unlink(path)  # already in the archive: finish an interrupted compaction
                 continue
+            pid, start = int(m.group(1)), int(m.group(2))
             # Liveness first: a process found dead has written its last snapshot, whereas one
             # that exits between our read and the check could leave newer counts we would delete.
-            alive = self._alive(int(m.group(1)), int(m.group(2)))
+            alive = live_only or self._alive(pid, start)
             try:
-                states, dropped = self._load(path)
+                snap = self._snapshot(path)
+            except FileNotFoundError:
+                continue  # compacted by another reader, or removed: not a bad file
             except (OSError, ValueError) as e:
                 self._bad(name, str(e))
                 continue
-            if why := _clash(known, states):
+            if why := _clash(known, snap.series):
                 self._bad(name, why)
                 continue
             if alive:
-                live.append(states)
-                pid, busy = _busy((int(m.group(1)), int(m.group(2))), states)
-                processes[pid] = busy
-                add_counts(live_dropped, dropped)
+                live.append(snap.series)
+                processes[pid] = ProcessBusy(start, {s.key: busy_ns(s) for s in snap.series})
+                add_counts(live_dropped, snap.dropped)
             else:
-                dead.append((name, states))
-                add_counts(dead_dropped, dropped)
+                dead.append((name, snap))
         if dead:
-            exited += len(dead)
-            archive_dropped = add_counts(dict(archive_dropped), dead_dropped)
-            archive = self._compact(archive_path, archive, absorbed, dead, exited, archive_dropped)
+            archive = self._compact(archive, dead)
+        for name in set(self._decoded) - set(names):
+            del self._decoded[name]
         now = time.time()
-        merged = merge_all([archive, *live])
+        merged = merge_all([archive.series, *live])
         for s in merged.values():
             s.prune(now, self.window_seconds)
-        dropped = self._dropped(archive_dropped, live_dropped)
         return MergeResult(
-            merged, live=len(live), archived=exited, dropped=dropped, processes=processes
-        )
-
-    def _read_live_only(self) -> MergeResult:
-        groups = []
-        processes: dict[int, ProcessBusy] = {}
-        dropped: dict[str, int] = {}
-        known: dict[tuple[str, str], tuple[float, ...]] = {}
-        for name in sorted(os.listdir(self.directory)):
-            if m := SNAPSHOT_RE.match(name):
-                try:
-                    states, more = self._load(self.directory / name)
-                except (OSError, ValueError) as e:
-                    self._bad(name, str(e))
-                    continue
-                if why := _clash(known, states):
-                    self._bad(name, why)
-                    continue
-                groups.append(states)
-                pid, busy = _busy((int(m.group(1)), int(m.group(2))), states)
-                processes[pid] = busy
-                add_counts(dropped, more)
-        return MergeResult(
-            merge_all(groups),
-            live=len(groups),
-            dropped=self._dropped(dropped),
+            merged,
+            live=len(live),
+            archived=archive.exited,
+            dropped=self._dropped(archive.dropped, live_dropped),
             processes=processes,
         )
 
-    def _compact(
-        self,
-        path: Path,
-        archive: list[SeriesState],
-        absorbed: set[str],
-        dead: list[tuple[str, list[SeriesState]]],
-        exited: int,
-        dropped: dict[str, int],
-    ) -> list[SeriesState]:
-        merged = merge_all([archive] + [s for _, s in dead])
+    def _compact(self, archive: _Archive, dead: list[tuple[str, snapshot.Snapshot]]) -> _Archive:
+        merged = merge_all([archive.series] + [snap.series for _, snap in dead])
         now = time.time()
         for s in merged.values():
             s.prune(now, self.window_seconds)
+        dropped = dict(archive.dropped)
+        for _, snap in dead:
+            add_counts(dropped, snap.dropped)
         # Names whose files are gone need no remembering; the new ones do until deleted.
-        keep = {n for n in absorbed if (self.directory / n).exists()} | {n for n, _ in dead}
-        doc = {
-            "format": FORMAT,
-            "version": 1,
-            "written": now,
-            "absorbed": sorted(keep),
-            "exited": exited,
-            "dropped": dropped,
-            "series": [s.to_json() for s in merged.values()],
-        }
-        tmp = self.directory / f".{ARCHIVE}.tmp"
-        tmp.write_text(json.dumps(doc, separators=(",", ":")))
-        os.replace(tmp, path)
+        keep = {n for n in archive.absorbed if (self.directory / n).exists()}
+        keep |= {n for n, _ in dead}
+        new = _Archive(list(merged.values()), keep, archive.exited + len(dead), dropped)
+        path = self.directory / ARCHIVE
+        snapshot.write(
+            path,
+            snapshot.Snapshot(
+                new.series,
+                written=now,
+                window_seconds=self.window_seconds,
+                dropped=new.dropped,
+                absorbed=sorted(new.absorbed),
+                exited=new.exited,
+            ),
+        )
+        new.stat = _stat(path)
+        self._archive = new
         for name, _ in dead:
+            self._decoded.pop(name, None)
             _unlink(self.directory / name)
-            _unlink(self.directory / (name[: -len(".json")] + ".lock"))
-        return list(merged.values())
+            _unlink(self.directory / (name.rsplit(".", 1)[0] + ".lock"))
+        return new
 
 
 def _unlink(path: Path) -> None:

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import catalog as c
+from .hist import Hist
 from .readings import Reading
-from .state import Hist, _int, _label, _num
 
 MAX_OP_SERIES = 256
 OTHER = "other"
@@ -71,39 +71,13 @@ class OperatorState:
             self.nodes, self.memcpy, self.at = dict(o.nodes), o.memcpy, o.at
 
     def copy(self) -> OperatorState:
-        return OperatorState.from_json(self.to_json())
-
-    def to_json(self) -> dict:
-        return {
-            "hists": [[op, p, h.to_json()] for (op, p), h in sorted(self.hists.items())],
-            "samples": self.samples,
-            "nodes": self.nodes,
-            "memcpy": self.memcpy,
-            "at": self.at,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict) -> OperatorState:
-        n = len(c.OPERATOR_DURATION.buckets or ()) + 1
-        hists, nodes = d["hists"], d["nodes"]
-        if not isinstance(hists, list) or len(hists) > MAX_OP_SERIES + 64:
-            raise ValueError("operators: hists must be a list of [op_type, provider, histogram]")
-        if not isinstance(nodes, dict) or len(nodes) > 64:
-            raise ValueError("operators: nodes must map providers to counts")
-        out = cls(
-            samples=_int(d["samples"], "samples"),
-            nodes={_label(k, "provider"): _int(v, "node count") for k, v in nodes.items()},
-            memcpy=_int(d["memcpy"], "memcpy"),
-            at=_num(d["at"], "at"),
+        return OperatorState(
+            {k: h.copy() for k, h in self.hists.items()},
+            self.samples,
+            dict(self.nodes),
+            self.memcpy,
+            self.at,
         )
-        for item in hists:
-            if not (isinstance(item, list) and len(item) == 3):
-                raise ValueError(
-                    "operators: hists must be a list of [op_type, provider, histogram]"
-                )
-            key = (_label(item[0], "op_type"), _label(item[1], "provider"))
-            out.hists[key] = Hist.from_json(item[2], n)
-        return out
 
 
 def _bucket(bounds: tuple[float, ...], ns: int) -> int:

@@ -1,9 +1,11 @@
-"""Hand this process's recorder to the daemon: atomic snapshot files in ORTEL_MULTIPROC_DIR.
+"""Hand this process's recorder to the daemon: snapshot files in ORTEL_MULTIPROC_DIR.
 
-Each process writes ``ortel-<pid>-<start>.json`` (start = the process's start time in clock ticks
-from /proc, so a reused pid never overwrites an older process's counts) every flush interval and
-at exit, by writing a hidden temporary file and renaming it over the old one: the daemon never
-sees a half-written snapshot.
+Each process that has recorded something writes ``ortel-<pid>-<start>.snap`` (start = the
+process's start time in clock ticks from /proc, so a reused pid never overwrites an older
+process's counts) on every flush where its state changed, and at exit. An idle process leaves its
+file alone, so the daemon need not decode it again.
+``ortel.core.snapshot`` owns the format and writes atomically (temporary file, then rename): the
+daemon never sees a half-written snapshot.
 
 Liveness: the writer holds an exclusive ``flock`` on ``ortel-<pid>-<start>.lock`` for as long as
 it lives (the kernel drops it when the process ends, even on SIGKILL). The daemon tells a live
@@ -13,10 +15,9 @@ where the pid in the file name means nothing in the daemon's /proc.
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,9 +25,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .recorder import Recorder
 
-FORMAT = "ortel-snapshot"
-VERSION = 1
 ENV = "ORTEL_MULTIPROC_DIR"
+# .json: the snapshots of ortel 0.1, matched so that readers report them rather than ignore them.
+SNAPSHOT_RE = re.compile(r"^ortel-(\d+)-(\d+)\.(?:snap|json)$")
 
 
 def process_start_ticks(pid: int | str = "self", procfs: str | Path = "/proc") -> int:
@@ -42,11 +43,22 @@ def process_start_ticks(pid: int | str = "self", procfs: str | Path = "/proc") -
 
 
 def snapshot_name(pid: int, start: int) -> str:
-    return f"ortel-{pid}-{start}.json"
+    return f"ortel-{pid}-{start}.snap"
 
 
 def lock_name(pid: int, start: int) -> str:
     return f"ortel-{pid}-{start}.lock"
+
+
+def instrumented_pids(directory: Path | None) -> list[int]:
+    """Pids that have a snapshot file in the directory (live or not: callers check /proc)."""
+    if directory is None:
+        return []
+    try:
+        names = [p.name for p in Path(directory).iterdir()]
+    except OSError:
+        return []
+    return sorted({int(m.group(1)) for n in names if (m := SNAPSHOT_RE.match(n))})
 
 
 def hold_lock(path: Path) -> int | None:
@@ -72,9 +84,8 @@ def lock_state(path: Path) -> bool | None:
     import fcntl
 
     try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return None
+        # Read-only is enough for flock, and works when the daemon runs as another user.
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -89,37 +100,51 @@ def lock_state(path: Path) -> bool | None:
 
 
 class SnapshotWriter:
+    """A flush hook: writes the recorder's state when it changed."""
+
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._pid = -1
         self._start = 0
         self._lock_fd: int | None = None
+        self._changes = -1
 
     def __call__(self, recorder: Recorder) -> None:
-        pid = os.getpid()
-        if pid != self._pid:  # first write, or we are a forked child now
-            if self._lock_fd is not None:
-                # The parent's lock fd, inherited: closing our copy leaves the parent's lock
-                # held by the parent alone, so its exit is seen even while we live.
-                os.close(self._lock_fd)
-            self._pid, self._start = pid, process_start_ticks()
-            # Lock before the first snapshot exists, so the daemon never sees it unlocked.
-            self._lock_fd = hold_lock(self.directory / lock_name(pid, self._start))
-        doc = {
-            "format": FORMAT,
-            "version": VERSION,
-            "pid": pid,
-            "start": self._start,
-            "written": time.time(),
-            "window_seconds": recorder.window_seconds,
-            "series": [s.to_json() for s in recorder.states()],
-            "dropped": recorder.limiter.dropped(),  # label values this process sent to __other__
-        }
-        path = self.directory / snapshot_name(pid, self._start)
-        tmp = self.directory / f".{path.name}.{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps(doc, separators=(",", ":")))
-        os.replace(tmp, path)
+        # Under the recorder's lock: a flush at exit and the background flush never interleave,
+        # so an older state can never replace a newer one. (After fork the child's recorder has
+        # a fresh lock, so a lock the parent's flusher held at the fork cannot block it.)
+        with recorder._lock:
+            pid = os.getpid()
+            now = time.time()
+            recorder.fold(now)
+            if pid == self._pid:
+                if recorder.changes == self._changes:
+                    return
+            else:  # first write, or we are a forked child now
+                if self._lock_fd is not None:
+                    # The parent's lock fd, inherited: closing our copy leaves the parent's lock
+                    # held by the parent alone, so its exit is seen even while we live.
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+                if not recorder.has_series:
+                    return  # nothing recorded: no file, not counted as an instrumented process
+                self._pid, self._start = pid, process_start_ticks()
+                # Lock before the first snapshot exists, so the daemon never sees it unlocked.
+                self._lock_fd = hold_lock(self.directory / lock_name(pid, self._start))
+            from ortel.core import snapshot  # numpy: only once there is something to write
+
+            states = recorder.states(now)
+            self._changes = recorder.changes
+            snap = snapshot.Snapshot(
+                states,
+                pid=pid,
+                start=self._start,
+                written=now,
+                window_seconds=recorder.window_seconds,
+                dropped=recorder.limiter.dropped(),  # label values this process sent to __other__
+            )
+            snapshot.write(self.directory / snapshot_name(pid, self._start), snap)
 
 
 def enable_multiprocess(

@@ -14,6 +14,7 @@ import atexit
 import logging
 import math
 import os
+import signal
 import threading
 import time
 import weakref
@@ -29,12 +30,11 @@ from ortel.core.state import (
     DEFAULT_WINDOW_SECONDS,
     GenerationState,
     SeriesState,
-    Slice,
     Stamped,
     dropped_readings,
     readings,
-    slice_key,
 )
+from ortel.core.window import slice_key
 
 from .multiproc import ENV as MULTIPROC_ENV
 from .multiproc import SnapshotWriter
@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ortel.instrumentation")
 
-FLUSH_INTERVAL = 1.0  # seconds between background folds (and snapshot writes)
-FOLDS_PER_FLUSH = 4  # the background thread folds every 0.25 s, flushes (snapshots) every 1 s
+# Seconds between background flushes: fold the buffers, then let the hooks (the snapshot writer)
+# run. A process killed without warning loses at most this much plus one write (< 0.25 s).
+FLUSH_INTERVAL = 0.2
 FOLD_CHUNK = 4096  # durations folded per numpy pass (32 KiB arrays)
 MAX_ALIASES = 10_000  # label values remembered as mapping to another series (cut, cleaned, capped)
 _INV_LN_GAMMA = 1.0 / LN_GAMMA
@@ -57,12 +58,19 @@ class Series:
     __slots__ = (
         *("state", "ok", "items", "errors", "_sla_ns", "_bounds_ns", "_cold", "__weakref__"),
         "_limiter",
+        "_recorder",
         *("ttft", "itl", "tokens"),
     )
 
-    def __init__(self, state: SeriesState, limiter: LabelLimiter | None = None) -> None:
+    def __init__(
+        self,
+        state: SeriesState,
+        limiter: LabelLimiter | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.state = state
         self._limiter = limiter
+        self._recorder = recorder  # told of changes made outside a fold
         self.ok: list[int] = []  # durations (ns) of successful calls, appended on the hot path
         self.items: list[int] = []  # batch sizes, for calls whose batch is known
         self.errors: list[tuple[int, str]] = []  # (duration ns, exception type): rare, slow path
@@ -91,14 +99,22 @@ class Series:
 
     def set_load(self, seconds: float) -> None:
         self.state.load = Stamped(seconds, time.time())
+        self._changed()
 
     def set_first_inference(self, seconds: float) -> None:
         self.state.first_inference = Stamped(seconds, time.time())
+        self._changed()
 
-    def fold(self, now: float) -> None:
-        """Move the buffers into the folded state. Called with the recorder's lock held."""
+    def _changed(self) -> None:
+        if self._recorder is not None:
+            self._recorder.changes += 1
+
+    def fold(self, now: float) -> bool:
+        """Move the buffers into the folded state; whether there was anything to move. Called
+        with the recorder's lock held."""
         st = self.state
         n = len(self.ok)
+        moved = bool(n or self.items or self.errors or self.ttft or self.itl or self.tokens)
         # In chunks: temporaries stay under glibc's mmap threshold (128 KiB), so a busy process
         # reuses the same small heap blocks every fold instead of fragmenting its heap.
         for i in range(0, n, FOLD_CHUNK):
@@ -125,6 +141,7 @@ class Series:
                 st.error_types[name] = st.error_types.get(name, 0) + 1
         if self.ttft or self.itl or self.tokens:
             _fold_generation(self)
+        return moved
 
 
 def _fold_generation(s: Series) -> None:
@@ -170,25 +187,18 @@ def _fold_ok(
     st.ok.sum_ns += total
     st.ok.count += len(arr)
     seconds = arr * 1e-9
-    sk = slice_key(now)
-    sl = st.slices.get(sk)
-    if sl is None:
-        sl = st.slices[sk] = Slice()
-    sl.count += len(arr)
-    sl.sum_ns += total
-    sl.sumsq += float(np.dot(seconds, seconds))
-    lo, hi = int(arr.min()), int(arr.max())
-    sl.min_ns = lo if sl.min_ns is None else min(sl.min_ns, lo)
-    sl.max_ns = hi if sl.max_ns is None else max(sl.max_ns, hi)
     idx = np.ceil(np.log(np.maximum(seconds, MIN_VALUE)) * _INV_LN_GAMMA).astype(np.int64)
     base = int(idx.min())
     per = np.bincount(idx - base)  # O(n), unlike np.unique's sort
-    keys = np.flatnonzero(per)
-    sl.sketch.add_indexed((keys + base).tolist(), per[keys].tolist())
-    if sla_ns is not None:
-        v = int(np.count_nonzero(arr > sla_ns))
-        st.sla_violations += v
-        sl.violations += v
+    v = 0 if sla_ns is None else int(np.count_nonzero(arr > sla_ns))
+    st.sla_violations += v
+    st.window.add(
+        slice_key(now),
+        (len(arr), total, v, int(arr.min()), int(arr.max())),
+        float(np.dot(seconds, seconds)),
+        base,
+        per,
+    )
 
 
 class Recorder:
@@ -207,6 +217,8 @@ class Recorder:
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._on_flush: list[Callable[[Recorder], None]] = []
+        # Bumped whenever the folded state changes, so writers can skip unchanged state.
+        self.changes = 0
 
     def series(
         self,
@@ -248,7 +260,8 @@ class Recorder:
                 st = SeriesState(
                     *key, tuple(buckets or catalog.DEFAULT_LATENCY_BUCKETS), sla_seconds
                 )
-                s = self._series[key] = Series(st, self.limiter)
+                s = self._series[key] = Series(st, self.limiter, self)
+                self.changes += 1
                 self._ensure_flusher()
             if flops is not None and s.state.flops is None:
                 s.state.flops = _flops(flops)
@@ -256,11 +269,16 @@ class Recorder:
                 self._aliases[raw] = s
             return s
 
+    @property
+    def has_series(self) -> bool:
+        return bool(self._series)
+
     def fold(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self._lock:
             for s in self._series.values():
-                s.fold(now)
+                if s.fold(now):
+                    self.changes += 1
                 s.state.prune(now, self.window_seconds)
 
     def record_operators(self, series: Series, sample: OperatorSample) -> None:
@@ -273,6 +291,7 @@ class Recorder:
             if st.operators is None:
                 st.operators = OperatorState()
             st.operators.add(sample)
+            self.changes += 1
 
     def record_energy(self, series: Series, joules: dict[tuple[str, str], float]) -> None:
         """Add what an ``energy()`` block measured, by (device, source), to the series' state."""
@@ -280,9 +299,10 @@ class Recorder:
             block = series.state.block_energy
             for k, j in joules.items():
                 block[k] = block.get(k, 0.0) + j
+            self.changes += 1
 
     def states(self, now: float | None = None) -> list[SeriesState]:
-        """Fold, then return copies of every series' state (safe to keep or serialise)."""
+        """Fold, then return copies of every series' state (safe to keep or encode)."""
         with self._lock:
             self.fold(now)
             return [s.state.copy() for s in self._series.values()]
@@ -345,19 +365,39 @@ def _flops(value: float) -> float:
 
 def _flush_loop(ref: weakref.ref[Recorder], stop: threading.Event) -> None:
     # Holds only a weak reference so a discarded test recorder is collected with its thread.
-    # Folds FOLDS_PER_FLUSH times per flush: the buffers then hold a fraction of a second of
-    # calls, which bounds a busy process's memory (and its heap's high-water mark).
-    tick = 0
-    while not stop.wait(FLUSH_INTERVAL / FOLDS_PER_FLUSH):
+    # Folding often also keeps the buffers to a fraction of a second of calls, which bounds a
+    # busy process's memory (and its heap's high-water mark).
+    while not stop.wait(FLUSH_INTERVAL):
         rec = ref()
         if rec is None:
             return
-        tick += 1
-        if tick % FOLDS_PER_FLUSH:
-            rec.fold()
-        else:
-            rec.flush()
+        rec.flush()
         del rec
+
+
+def _flush_at_multiprocessing_exit(recorder: Recorder) -> None:
+    """In a multiprocessing child (any start method, pools included): flush when it ends.
+
+    Such a child leaves through ``os._exit`` (no atexit) after running multiprocessing's
+    finalizers, or dies by SIGTERM when its pool is terminated (``with Pool() as p`` does that on
+    exit). A SIGTERM handler is installed only where none is: the child's own code may replace it.
+    """
+    from multiprocessing import util
+
+    util.Finalize(recorder, recorder.flush, exitpriority=0)
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _flush_then_die)
+
+
+def _flush_then_die(signum: int, frame: object) -> None:
+    try:
+        RECORDER.flush()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 RECORDER = Recorder(float(os.environ.get("ORTEL_WINDOW_SECONDS", DEFAULT_WINDOW_SECONDS)))
@@ -366,3 +406,17 @@ if os.environ.get(MULTIPROC_ENV):
     RECORDER.on_flush(SnapshotWriter(os.environ[MULTIPROC_ENV]))
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=RECORDER.reset)
+
+
+def _hook_multiprocessing() -> None:
+    import multiprocessing
+    from multiprocessing import util
+
+    # Runs in every multiprocessing child bootstrapped after this import (fork, forkserver and
+    # spawn alike: spawn children import this module while unpickling, before bootstrapping).
+    util.register_after_fork(RECORDER, _flush_at_multiprocessing_exit)
+    if multiprocessing.parent_process() is not None:  # imported inside a running child
+        _flush_at_multiprocessing_exit(RECORDER)
+
+
+_hook_multiprocessing()

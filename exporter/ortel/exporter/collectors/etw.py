@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import bisect
-import json
 import logging
 import os
 import re
@@ -42,7 +41,7 @@ from typing import Any, Protocol
 from ortel.core import catalog
 from ortel.core.catalog import MetricDef
 from ortel.core.readings import HistogramValue, Reading, reading
-from ortel.exporter.multiproc import instrumented_pids
+from ortel.instrumentation.multiproc import instrumented_pids
 
 from .base import Collector, CollectorSpec, NoDataError
 from .onnx_ops import op_type_of
@@ -422,13 +421,14 @@ def snapshot_models(directory: Path | None, ttl: float = 1.0) -> Callable[[int],
         hit = cache.get(pid)
         if hit is not None and now - hit[0] < ttl:
             return hit[1]
+        from ortel.core import snapshot  # numpy: not at import, the CLI starts without it
+
         found: set[str] = set()
-        for path in Path(directory).glob(f"ortel-{pid}-*.json"):
+        for path in Path(directory).glob(f"ortel-{pid}-*.snap"):
             try:
-                series = json.loads(path.read_bytes())["series"]
-                found |= {s["model"] for s in series if isinstance(s.get("model"), str)}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                continue  # half-written or foreign file: the multiproc reader reports those
+                found |= {s.model for s in snapshot.read(path).series}
+            except (OSError, ValueError):
+                continue  # foreign or unreadable file: the multiproc reader reports those
         cache[pid] = (now, found)
         return found
 

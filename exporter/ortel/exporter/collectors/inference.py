@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ortel.core import catalog as c
 from ortel.core.cardinality import DEFAULT_LIMITS, LabelLimiter
 from ortel.core.readings import Reading
-from ortel.core.state import dropped_readings, readings
 
-from ..multiproc import MergeResult, MultiprocReader
 from .base import Collector, CollectorSpec, NoDataError
+
+if TYPE_CHECKING:
+    from ..multiproc import MergeResult
 
 
 class InferenceCollector(Collector):
@@ -28,6 +30,9 @@ class InferenceCollector(Collector):
         self.window_seconds = window_seconds
         # The latest merge, per-process busy time included, for energy attribution (daemon.py).
         self.latest: MergeResult | None = None
+        # numpy comes with the merge: loaded when the collector is made, not when the CLI starts.
+        from ..multiproc import MultiprocReader
+
         limiter = LabelLimiter(DEFAULT_LIMITS if label_limits is None else label_limits)
         self._reader = (
             None
@@ -40,6 +45,8 @@ class InferenceCollector(Collector):
             raise NoDataError("no multiprocess directory (--multiproc-dir / ORTEL_MULTIPROC_DIR)")
         if not self._reader.directory.is_dir():
             raise NoDataError(f"{self._reader.directory} does not exist yet")
+        from ortel.core.state import dropped_readings, readings
+
         result = self._reader.read()
         self.latest = result
         now = time.time()

@@ -20,7 +20,7 @@ from typing import Any
 
 from ortel.core import catalog
 from ortel.core.readings import Reading, reading
-from ortel.exporter.multiproc import instrumented_pids
+from ortel.instrumentation.multiproc import instrumented_pids
 
 from .base import Collector, CollectorSpec, NoDataError
 

@@ -27,8 +27,7 @@ from pathlib import Path
 from ortel.core import catalog
 from ortel.core.catalog import MetricDef
 from ortel.core.readings import Reading, reading
-from ortel.exporter.multiproc import instrumented_pids
-from ortel.instrumentation.multiproc import process_start_ticks
+from ortel.instrumentation.multiproc import instrumented_pids, process_start_ticks
 
 from .base import Collector, CollectorSpec, NoDataError
 from .process import parse_pid_stat

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ortel.core import catalog
 from ortel.core.readings import Reading, reading
-from ortel.exporter.multiproc import instrumented_pids
+from ortel.instrumentation.multiproc import instrumented_pids
 
 from .base import Collector, CollectorSpec, NoDataError
 
