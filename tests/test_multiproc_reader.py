@@ -426,7 +426,8 @@ def test_other_format_versions_are_refused_logged_once_and_counted(mdir, proc, r
         result = reader.read()
         assert counts(result.series[ML]) == counts(recorded(BOTH, now)[0])  # A and B only
         assert result.live == 2 and set(result.processes) == {101, 102}
-    assert reader.bad_files_total == 2
+        assert sorted(result.bad_files) == sorted([old.name, future.name])  # every read
+    assert reader.bad_files_total == 2  # logged and counted once each
     logged = [r.getMessage() for r in caplog.records if r.name == "ortel.exporter"]
     assert len(logged) == 2
     (about_old,) = [m for m in logged if old.name in m]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,11 +17,10 @@ from ortel.exporter.multiproc import MultiprocReader
 from ortel.instrumentation.multiproc import (
     ENV,
     SnapshotWriter,
-    enable_multiprocess,
     process_start_ticks,
     snapshot_name,
 )
-from ortel.instrumentation.recorder import Recorder
+from ortel.instrumentation.recorder import Recorder, enable_multiprocess
 
 HAS_PROC = Path("/proc/self/stat").exists()
 
@@ -248,3 +248,38 @@ def test_the_lock_is_taken_before_the_first_snapshot_exists(tmp_path):
     finally:
         snapshot.write = real_write
     assert seen == [True]
+
+
+SIGNAL_IN_FOLD = """
+import signal, sys
+import ortel.instrumentation.recorder as r
+from ortel.instrumentation.multiproc import SnapshotWriter
+
+r.RECORDER.on_flush(SnapshotWriter(sys.argv[1]))
+r.RECORDER.series("m", "cpu").ok.extend([1_000] * 500)
+fold_ok = r._fold_ok
+
+
+def fold_then_sigterm(*args):
+    fold_ok(*args)  # folded, but not yet taken out of the buffer
+    signal.raise_signal(signal.SIGTERM)  # the handler runs here, inside the fold
+
+
+r._fold_ok = fold_then_sigterm
+signal.signal(signal.SIGTERM, r._flush_then_die)
+r.RECORDER.fold()
+print("the signal was lost")
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "raise_signal"), reason="needs signal.raise_signal")
+def test_a_sigterm_in_the_middle_of_a_fold_counts_every_call_once(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", SIGNAL_IN_FOLD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == -signal.SIGTERM, out.stdout + out.stderr  # died by the signal
+    (state,) = _load(only_file(tmp_path))  # decodes: buckets agree with the count
+    assert state.ok.count == 500 and sum(state.ok.counts) == 500

@@ -64,7 +64,7 @@ class MergeResult:
     series: dict[tuple[str, str], SeriesState]
     live: int = 0
     archived: int = 0
-    bad_files: list[str] = field(default_factory=list)
+    bad_files: list[str] = field(default_factory=list)  # skipped in this read, by name
     dropped: dict[str, int] = field(default_factory=dict)  # label values sent to __other__
     # Live processes by pid, for energy attribution (attribution.py); not exported as metrics.
     processes: dict[int, ProcessBusy] = field(default_factory=dict)
@@ -100,6 +100,7 @@ class MultiprocReader:
         self.window_seconds = window_seconds
         self.limiter = LabelLimiter() if limiter is None else limiter
         self._bad_seen: set[str] = set()
+        self._bad_now: list[str] = []  # skipped during the read in progress
         self.bad_files_total = 0
         self._archive = _Archive()
         # Decoded (and label-capped) snapshots by file name, with the stat they were read at.
@@ -115,6 +116,7 @@ class MultiprocReader:
         return start == 0 or process_start_ticks(pid, self.procfs) == start
 
     def _bad(self, name: str, why: str) -> None:
+        self._bad_now.append(name)
         if name not in self._bad_seen:  # one line per bad file, not one per scrape
             self._bad_seen.add(name)
             self.bad_files_total += 1
@@ -177,6 +179,7 @@ class MultiprocReader:
         return self._archive
 
     def read(self) -> MergeResult:
+        self._bad_now = []
         if (self.directory / OLD_ARCHIVE).exists():
             self._bad(OLD_ARCHIVE, "an archive of ortel 0.1's format: its counts are not merged")
         archive = self._read_archive()
@@ -233,6 +236,7 @@ class MultiprocReader:
             merged,
             live=len(live),
             archived=archive.exited,
+            bad_files=self._bad_now,
             dropped=self._dropped(archive.dropped, live_dropped),
             processes=processes,
         )

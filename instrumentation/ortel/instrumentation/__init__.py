@@ -22,7 +22,7 @@ _EXPORTS = {
     "start_otlp": "otel",
     "start_http_server": "server",
     "make_registry": "server",
-    "enable_multiprocess": "multiproc",
+    "enable_multiprocess": "recorder",
     "energy": "meter",
     "EnergyMeter": "meter",
     "RECORDER": "recorder",

@@ -20,10 +20,30 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .recorder import Recorder
+    import threading
+
+    from ortel.core.cardinality import LabelLimiter
+    from ortel.core.state import SeriesState
+
+
+class Recorder(Protocol):
+    """What the writer needs of a recorder (recorder.py's, without importing it)."""
+
+    _lock: threading.RLock
+    changes: int
+    window_seconds: float
+    limiter: LabelLimiter
+
+    @property
+    def has_series(self) -> bool: ...
+
+    def fold(self, now: float | None = None) -> None: ...
+
+    def states(self, now: float | None = None) -> list[SeriesState]: ...
+
 
 ENV = "ORTEL_MULTIPROC_DIR"
 # .json: the snapshots of ortel 0.1, matched so that readers report them rather than ignore them.
@@ -103,6 +123,11 @@ class SnapshotWriter:
     """A flush hook: writes the recorder's state when it changed."""
 
     def __init__(self, directory: str | Path) -> None:
+        # Imported here, not at first write: a SIGTERM flush racing the flusher thread's first
+        # write would otherwise find the module half imported.
+        from ortel.core import snapshot
+
+        self._snapshot = snapshot
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._pid = -1
@@ -132,8 +157,7 @@ class SnapshotWriter:
                 self._pid, self._start = pid, process_start_ticks()
                 # Lock before the first snapshot exists, so the daemon never sees it unlocked.
                 self._lock_fd = hold_lock(self.directory / lock_name(pid, self._start))
-            from ortel.core import snapshot  # numpy: only once there is something to write
-
+            snapshot = self._snapshot
             states = recorder.states(now)
             self._changes = recorder.changes
             snap = snapshot.Snapshot(
@@ -145,20 +169,3 @@ class SnapshotWriter:
                 dropped=recorder.limiter.dropped(),  # label values this process sent to __other__
             )
             snapshot.write(self.directory / snapshot_name(pid, self._start), snap)
-
-
-def enable_multiprocess(
-    directory: str | Path | None = None, recorder: Recorder | None = None
-) -> SnapshotWriter:
-    """Start writing snapshots for the daemon (``ortel serve --multiproc-dir``).
-
-    Done automatically at import when ORTEL_MULTIPROC_DIR is set.
-    """
-    if recorder is None:
-        from .recorder import RECORDER as recorder
-    directory = directory or os.environ.get(ENV)
-    if not directory:
-        raise ValueError(f"no multiprocess directory: pass one or set {ENV}")
-    writer = SnapshotWriter(directory)
-    recorder.on_flush(writer)
-    return writer

@@ -219,6 +219,9 @@ class Recorder:
         self._on_flush: list[Callable[[Recorder], None]] = []
         # Bumped whenever the folded state changes, so writers can skip unchanged state.
         self.changes = 0
+        self._depth = 0  # nesting of fold/flush in the thread that holds the lock
+        self._owner = 0
+        self._pending_signal = 0
 
     def series(
         self,
@@ -276,10 +279,33 @@ class Recorder:
     def fold(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self._lock:
-            for s in self._series.values():
-                if s.fold(now):
-                    self.changes += 1
-                s.state.prune(now, self.window_seconds)
+            self._enter()
+            try:
+                for s in self._series.values():
+                    if s.fold(now):
+                        self.changes += 1
+                    s.state.prune(now, self.window_seconds)
+            finally:
+                self._leave()
+
+    # A fold is several statements: a signal handler that flushed in the middle of one, in the
+    # same thread (the lock is reentrant), would fold the same calls twice. Such a handler
+    # leaves its signal here instead, and the outermost fold or flush acts on it when done.
+    def _enter(self) -> None:
+        if not self._depth:
+            self._owner = threading.get_ident()
+        self._depth += 1
+
+    def _leave(self) -> None:
+        self._depth -= 1
+        if not self._depth and self._pending_signal:
+            signum, self._pending_signal = self._pending_signal, 0
+            self.flush()
+            _die(signum)
+
+    def busy_here(self) -> bool:
+        """Whether this thread is inside a fold or flush of this recorder."""
+        return bool(self._depth) and self._owner == threading.get_ident()
 
     def record_operators(self, series: Series, sample: OperatorSample) -> None:
         """Fold one sampled inference's operator timings (opsampling's thread, not the hot
@@ -322,6 +348,7 @@ class Recorder:
             st = s.state
             s.state = SeriesState(st.model, st.provider, st.bounds, st.sla_seconds, flops=st.flops)
         self.limiter.forget_dropped()  # the parent reports its own; the child starts at 0
+        self._depth = self._pending_signal = 0  # the fork may have caught a flush midway
         self._flusher = None
         self._stop = threading.Event()
         if self._series or self._on_flush:  # the parent's thread did not survive the fork
@@ -335,12 +362,17 @@ class Recorder:
             self._ensure_flusher()
 
     def flush(self) -> None:
-        self.fold()
-        for fn in list(self._on_flush):
+        with self._lock:
+            self._enter()
             try:
-                fn(self)
-            except Exception:  # a broken writer must never break inference
-                log.exception("ortel: flush hook failed")
+                self.fold()
+                for fn in list(self._on_flush):
+                    try:
+                        fn(self)
+                    except Exception:  # a broken writer must never break inference
+                        log.exception("ortel: flush hook failed")
+            finally:
+                self._leave()
 
     def _ensure_flusher(self) -> None:
         if self._flusher is None or not self._flusher.is_alive():
@@ -393,17 +425,47 @@ def _flush_at_multiprocessing_exit(recorder: Recorder) -> None:
 
 
 def _flush_then_die(signum: int, frame: object) -> None:
+    if RECORDER.busy_here():  # interrupted our own flush: it finishes, then acts on the signal
+        RECORDER._pending_signal = signum
+        return
     try:
         RECORDER.flush()
     finally:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        _die(signum)
+
+
+def _die(signum: int) -> None:
+    """End the process by ``signum`` with its default action, as if no handler had run."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def enable_multiprocess(
+    directory: str | os.PathLike[str] | None = None, recorder: Recorder | None = None
+) -> SnapshotWriter:
+    """Start writing snapshots for the daemon (``ortel serve --multiproc-dir``).
+
+    Done automatically at import when ORTEL_MULTIPROC_DIR is set.
+    """
+    from .servers import hook_servers
+
+    recorder = RECORDER if recorder is None else recorder
+    directory = directory or os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        raise ValueError(f"no multiprocess directory: pass one or set {MULTIPROC_ENV}")
+    writer = SnapshotWriter(directory)
+    recorder.on_flush(writer)
+    # Servers that exit by a re-raised signal: flush after their last request. Checked again on
+    # every flush, for servers imported after this.
+    hook_servers(recorder.flush)
+    recorder.on_flush(lambda rec: hook_servers(rec.flush))
+    return writer
 
 
 RECORDER = Recorder(float(os.environ.get("ORTEL_WINDOW_SECONDS", DEFAULT_WINDOW_SECONDS)))
 atexit.register(RECORDER.flush)
 if os.environ.get(MULTIPROC_ENV):
-    RECORDER.on_flush(SnapshotWriter(os.environ[MULTIPROC_ENV]))
+    enable_multiprocess()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=RECORDER.reset)
 
@@ -412,10 +474,13 @@ def _hook_multiprocessing() -> None:
     import multiprocessing
     from multiprocessing import util
 
-    # Runs in every multiprocessing child bootstrapped after this import (fork, forkserver and
-    # spawn alike: spawn children import this module while unpickling, before bootstrapping).
+    # Runs in every fork or forkserver child bootstrapped after this import.
     util.register_after_fork(RECORDER, _flush_at_multiprocessing_exit)
-    if multiprocessing.parent_process() is not None:  # imported inside a running child
+    # A spawn child runs no after-fork hooks. It imports this module either while it unpickles
+    # its parent's main module and its target (multiprocessing marks the process as inheriting
+    # then, before bootstrapping it), or later, once it has a parent process.
+    here = multiprocessing.current_process()
+    if getattr(here, "_inheriting", False) or multiprocessing.parent_process() is not None:
         _flush_at_multiprocessing_exit(RECORDER)
 
 
