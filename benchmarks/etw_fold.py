@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ortel.exporter.collectors import etw
+from ortel.exporter.collectors.etw_events import EtwEvent
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "etw"
 
@@ -30,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
 
     events = [
-        etw.EtwEvent.from_json(d)
+        EtwEvent.from_json(d)
         for name in ("kernel_events.json", "ort_events.json")
         for d in json.loads((FIXTURES / name).read_text())
     ]
@@ -47,7 +48,7 @@ def main() -> None:
 
     counted = [0]
 
-    def baseline(e: etw.EtwEvent) -> None:
+    def baseline(e: EtwEvent) -> None:
         counted[0] += 1
 
     fold_s: list[float] = []

@@ -21,6 +21,7 @@ from helpers import FIXTURES, copy_fixture
 
 from ortel.core import catalog as c
 from ortel.core import snapshot
+from ortel.core.multiproc_files import instrumented_pids, snapshot_name
 from ortel.core.readings import Reading, reading
 from ortel.core.state import GenerationState, Hist, SeriesState
 from ortel.exporter.attribution import (
@@ -36,7 +37,6 @@ from ortel.exporter.collectors.inference import InferenceCollector
 from ortel.exporter.collectors.process import ProcessCollector
 from ortel.exporter.collectors.rapl import RaplCollector
 from ortel.exporter.derive import JOULES_PER_KWH
-from ortel.instrumentation.multiproc import instrumented_pids, snapshot_name
 
 CLK_TCK = 100
 N_CPUS = 4  # the fixture host

@@ -15,15 +15,14 @@ from ortel.core.readings import HistogramValue
 from ortel.core.state import SeriesState
 from ortel.exporter.collectors import etw
 from ortel.exporter.collectors.base import CollectorOptions, NoDataError
+from ortel.exporter.collectors.etw_events import KERNEL_PROVIDER, ORT_PROVIDER, EtwEvent
 from ortel.instrumentation.multiproc import SnapshotWriter
 from ortel.instrumentation.recorder import Recorder
 
 KERNEL = [
-    etw.EtwEvent.from_json(d) for d in json.loads((FIXTURES / "etw/kernel_events.json").read_text())
+    EtwEvent.from_json(d) for d in json.loads((FIXTURES / "etw/kernel_events.json").read_text())
 ]
-ORT = [
-    etw.EtwEvent.from_json(d) for d in json.loads((FIXTURES / "etw/ort_events.json").read_text())
-]
+ORT = [EtwEvent.from_json(d) for d in json.loads((FIXTURES / "etw/ort_events.json").read_text())]
 DAEMON, WORKER = 5000, 6120
 TARGETS = [(DAEMON, "daemon"), (WORKER, "instrumented")]
 # TraceEventProfileSources.GetInfo() on an Intel host: name -> (id, min interval, max interval).
@@ -77,7 +76,7 @@ HOST = {
     (c.DISK_OPERATIONS.name, ("PhysicalDrive1", "read")): 0,
     (c.DISK_IO.name, ("PhysicalDrive1", "write")): 8192,
     (c.DISK_OPERATIONS.name, ("PhysicalDrive1", "write")): 1,
-    (c.ETW_EVENTS.name, (etw.KERNEL_PROVIDER,)): len(KERNEL),
+    (c.ETW_EVENTS.name, (KERNEL_PROVIDER,)): len(KERNEL),
 }
 
 
@@ -118,9 +117,13 @@ def test_the_same_names_as_the_linux_collectors():
     ],
 )
 def test_context_switch_kind_from_the_old_thread_state(state, kind):
-    start = etw.EtwEvent(etw.KERNEL_PROVIDER, "Process/DCStart", 10, -1, {"ProcessID": 10})
-    switch = etw.EtwEvent(
-        etw.KERNEL_PROVIDER, "Thread/CSwitch", 0, 0, {"OldProcessID": 10, "OldThreadState": state}
+    start = EtwEvent(KERNEL_PROVIDER, "Process/DCStart", 10, -1, {"ProcessID": 10})
+    switch = EtwEvent(
+        KERNEL_PROVIDER,
+        "Thread/CSwitch",
+        0,
+        0,
+        {"OldProcessID": 10, "OldThreadState": state},
     )
     got = as_dict(fold_of([start, switch]).readings([(10, "instrumented")]))
     ctx = {k[1][-1]: v for k, v in got.items() if k[0] == c.PROCESS_CTX.name}
@@ -158,8 +161,8 @@ def test_sampled_ipc_over_the_interval():
     for source, n in ((19, 2), (25, 3)):  # +2e6 cycles, +3e6 instructions
         for _ in range(n):
             f.add(
-                etw.EtwEvent(
-                    etw.KERNEL_PROVIDER,
+                EtwEvent(
+                    KERNEL_PROVIDER,
                     "PerfInfo/PMCSample",
                     WORKER,
                     6124,
@@ -183,8 +186,8 @@ def test_choose_pmc_clamps_intervals_to_what_the_cpu_allows():
 
 def test_malformed_events_are_counted_not_raised():
     f = etw.EventFold()
-    f.add(etw.EtwEvent(etw.KERNEL_PROVIDER, "Thread/CSwitch", 0, 0, {"OldThreadState": 5}))
-    f.add(etw.EtwEvent(etw.KERNEL_PROVIDER, "DiskIO/Read", 0, 0, {"DiskNumber": "C:"}))
+    f.add(EtwEvent(KERNEL_PROVIDER, "Thread/CSwitch", 0, 0, {"OldThreadState": 5}))
+    f.add(EtwEvent(KERNEL_PROVIDER, "DiskIO/Read", 0, 0, {"DiskNumber": "C:"}))
     assert f.malformed == 2
 
 
@@ -209,7 +212,7 @@ def test_ort_node_timings_fold_into_operator_histograms():
     assert op_hist(got, "mobilenet_v2", "MatMul").count == 1
     ops = {k[1] for k in got if k[0] == c.OPERATOR_DURATION.name}
     assert len(ops) == 6  # EXECUTE, the queue wait and the node counted in cycles are not ops
-    assert got[(c.ETW_EVENTS.name, (etw.ORT_PROVIDER,))] == len(ORT)
+    assert got[(c.ETW_EVENTS.name, (ORT_PROVIDER,))] == len(ORT)
 
 
 def test_cycle_counted_nodes_are_not_durations():
@@ -231,8 +234,8 @@ def test_the_instrumented_process_model_label_wins(tmp_path):
 
 
 def test_model_is_unknown_when_a_process_runs_several(tmp_path):
-    second = etw.EtwEvent(
-        etw.ORT_PROVIDER,
+    second = EtwEvent(
+        ORT_PROVIDER,
         "SessionCreation",
         WORKER,
         6124,
@@ -324,7 +327,7 @@ class FakeTraceEvent:
         """Deliver events the way ETW does: kernel ones to the kernel session, the rest to the
         session that enabled their provider."""
         for e in events:
-            kind = "-kernel" if e.provider == etw.KERNEL_PROVIDER else "-runtime"
+            kind = "-kernel" if e.provider == KERNEL_PROVIDER else "-runtime"
             (s,) = [s for s in self.sessions if not s.stopped and s.name.endswith(kind)]
             s.on_event(e)
 

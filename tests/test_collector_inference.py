@@ -13,9 +13,9 @@ from helpers import as_dict
 
 from ortel.core import catalog as c
 from ortel.core.cardinality import DEFAULT_LIMITS
+from ortel.core.multiproc_files import ENV
 from ortel.exporter.collectors.base import NoDataError
 from ortel.exporter.collectors.inference import InferenceCollector
-from ortel.instrumentation.multiproc import ENV
 
 HAS_PROC = Path("/proc/self/stat").exists()
 

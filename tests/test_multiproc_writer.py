@@ -12,14 +12,10 @@ from pathlib import Path
 import pytest
 
 from ortel.core import snapshot
+from ortel.core.multiproc_files import ENV, process_start_ticks, snapshot_name
 from ortel.core.state import SeriesState
 from ortel.exporter.multiproc import MultiprocReader
-from ortel.instrumentation.multiproc import (
-    ENV,
-    SnapshotWriter,
-    process_start_ticks,
-    snapshot_name,
-)
+from ortel.instrumentation.multiproc import SnapshotWriter
 from ortel.instrumentation.recorder import Recorder, enable_multiprocess
 
 HAS_PROC = Path("/proc/self/stat").exists()
@@ -175,7 +171,7 @@ def test_a_forked_child_writes_its_own_file_without_the_parents_counts(tmp_path)
 
 def test_the_writer_holds_its_lock_until_it_exits(tmp_path):
     """Liveness by flock works across PID namespaces: the daemon tries the writer's lock."""
-    from ortel.instrumentation.multiproc import lock_state
+    from ortel.core.multiproc_files import lock_state
 
     code = (
         "import sys, time\n"
@@ -230,7 +226,7 @@ def test_unchanged_state_is_not_rewritten(tmp_path):
 
 
 def test_the_lock_is_taken_before_the_first_snapshot_exists(tmp_path):
-    from ortel.instrumentation.multiproc import lock_state
+    from ortel.core.multiproc_files import lock_state
 
     seen = []
     real_write = snapshot.write

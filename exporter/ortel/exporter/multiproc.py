@@ -26,13 +26,8 @@ from pathlib import Path
 from ortel.core import snapshot
 from ortel.core.cardinality import LabelLimiter, add_counts
 from ortel.core.exposition import clean_label
+from ortel.core.multiproc_files import SNAPSHOT_RE, lock_name, lock_state, process_start_ticks
 from ortel.core.state import SeriesState, busy_ns, merge_all
-from ortel.instrumentation.multiproc import (
-    SNAPSHOT_RE,
-    lock_name,
-    lock_state,
-    process_start_ticks,
-)
 
 log = logging.getLogger("ortel.exporter")
 

@@ -30,6 +30,17 @@ def seconds_unit(max_seconds: float) -> tuple[float, str]:
     return 1e9, "ns"
 
 
+def fmt_bytes(n: float | None) -> str:
+    """A byte count in binary units; "unknown" when not known."""
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 def fmt_seconds(v: float | None) -> str:
     if v is None or not math.isfinite(v):
         return "—"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -34,20 +35,22 @@ def _unit(m: MetricDef) -> str:
     return m.unit if m.unit and m.family_name.endswith("_" + m.unit) else ""
 
 
-def _family(m: MetricDef) -> Metric:
-    kw = {"labels": m.labels, "unit": _unit(m)}
-    if m.kind == "counter":
-        return CounterMetricFamily(m.family_name, m.help, **kw)
-    if m.kind == "histogram":
-        return HistogramMetricFamily(m.family_name, m.help, **kw)
-    if m.kind == "summary":
-        return SummaryMetricFamily(m.family_name, m.help, **kw)
-    return GaugeMetricFamily(m.family_name, m.help, **kw)
+_FAMILIES: dict[str, Any] = {
+    "counter": CounterMetricFamily,
+    "histogram": HistogramMetricFamily,
+    "summary": SummaryMetricFamily,
+    "gauge": GaugeMetricFamily,
+}
+
+
+def _family(m: MetricDef) -> Any:
+    # Any: prometheus_client's family classes have add_metric, its Metric base has not.
+    return _FAMILIES[m.kind](m.family_name, m.help, labels=m.labels, unit=_unit(m))
 
 
 def to_families(readings: Iterable[Reading]) -> Iterator[Metric]:
     """Group readings by metric (first-seen order) into families; duplicates keep the last."""
-    families: dict[str, tuple[Metric, dict[tuple[str, ...], object]]] = {}
+    families: dict[str, tuple[Any, dict[tuple[str, ...], object]]] = {}
     for r in readings:
         entry = families.get(r.metric.name)
         if entry is None:

@@ -67,9 +67,9 @@ class LogSketch:
             if seen > lo + 1 or (seen > lo and frac == 0.0):
                 hi_v = value_of(i)
                 break
+        assert lo_v is not None
         if hi_v is None:  # lo is the last element
             hi_v = lo_v
-        assert lo_v is not None
         return lo_v + frac * (hi_v - lo_v)
 
     def to_json(self) -> list[list[int]]:

@@ -146,7 +146,7 @@ def encode(snap: Snapshot) -> bytes:
     pad = b"\0" * (-(_HEAD.size + len(raw)) % 8)
     parts = [
         np.array(heads, _I8).reshape(-1, N_HEAD),
-        np.array(hists and [n for h in hists for n in h], _I8),
+        np.array([n for h in hists for n in h], _I8),
     ]
     for part, dtype in ((keys, _I8), (wints, _I8), (sketches, _I8), (sumsq, _F8)):
         parts.append(np.concatenate(part).astype(dtype, copy=False) if part else np.zeros(0, dtype))
@@ -363,9 +363,9 @@ def _int(v: object, what: str) -> int:
 def _num(v: object, what: str) -> float:
     if type(v) is int and abs(v) > MAX_INT:  # math.isfinite would raise OverflowError
         raise SnapshotError(f"{what} is out of range")
-    if type(v) not in (int, float) or not math.isfinite(v) or v < 0:  # type: ignore[arg-type]
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
         raise SnapshotError(f"{what} must be a non-negative number")
-    return float(v)  # type: ignore[arg-type]
+    return float(v)
 
 
 def _opt_num(v: object, what: str) -> float | None:

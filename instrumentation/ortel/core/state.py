@@ -127,8 +127,8 @@ class SeriesState:
                 self.operators = o.operators.copy()
             else:
                 self.operators.merge(o.operators)
-        for k, j in o.block_energy.items():
-            self.block_energy[k] = self.block_energy.get(k, 0.0) + j
+        for part, j in o.block_energy.items():
+            self.block_energy[part] = self.block_energy.get(part, 0.0) + j
 
     def copy(self) -> SeriesState:
         return SeriesState(
@@ -265,8 +265,8 @@ def readings(
     for model, group in per_model.items():
         block: dict[tuple[str, str], float] = {}
         for s in group:
-            for k, j in s.block_energy.items():
-                block[k] = block.get(k, 0.0) + j
+            for part, j in s.block_energy.items():
+                block[part] = block.get(part, 0.0) + j
         for (device, source), j in sorted(block.items()):
             yield Reading(c.BLOCK_ENERGY, (model, device, source), j)
     sampled = {m: [s.operators for s in g if s.operators] for m, g in per_model.items()}

@@ -146,7 +146,7 @@ class Window:
             keys = np.union1d(self.keys, o.keys)
             if len(keys) != len(self.keys):
                 self._reindex(keys)
-            rows = np.searchsorted(self.keys, o.keys)
+            rows: np.ndarray | slice = np.searchsorted(self.keys, o.keys)
         else:
             rows = slice(None)
         mine = self.ints[rows]

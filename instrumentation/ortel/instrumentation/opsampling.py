@@ -222,7 +222,7 @@ class OperatorSampler:
 def sample_from_profile(path: Path) -> OperatorSample:
     """The last complete run of an ONNX Runtime profile: one (op type, provider, ns) per node
     execution (subgraph nodes included, once per iteration), nodes per provider, memcpy nodes."""
-    from ortel.analysis.trace import KERNEL_SUFFIX, iter_events
+    from ortel.core.ort_trace import KERNEL_SUFFIX, iter_events
 
     pending: list[tuple[str, str, str, int]] = []
     last: list[tuple[str, str, str, int]] = []

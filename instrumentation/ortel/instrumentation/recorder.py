@@ -25,6 +25,7 @@ import numpy as np
 
 from ortel.core import catalog
 from ortel.core.cardinality import LabelLimiter
+from ortel.core.multiproc_files import ENV as MULTIPROC_ENV
 from ortel.core.sketch import LN_GAMMA, MIN_VALUE
 from ortel.core.state import (
     DEFAULT_WINDOW_SECONDS,
@@ -36,7 +37,6 @@ from ortel.core.state import (
 )
 from ortel.core.window import slice_key
 
-from .multiproc import ENV as MULTIPROC_ENV
 from .multiproc import SnapshotWriter
 
 if TYPE_CHECKING:

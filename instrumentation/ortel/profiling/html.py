@@ -8,11 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from ortel.analysis.svg import Chart, Series, bar_chart, fmt_seconds, histogram, seconds_unit
+from ortel.analysis.svg import (
+    Chart,
+    Series,
+    bar_chart,
+    fmt_bytes,
+    fmt_seconds,
+    histogram,
+    seconds_unit,
+)
 
 from .providers import short_name
-from .report import Samples, _bytes
-from .stats import PERCENTILES
+from .stats import PERCENTILES, Samples
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -333,7 +340,7 @@ def _precision(s: dict[str, Any]) -> str:
                 _f(speed, ".2f"),
                 _f(acc.get("max_abs_diff"), ".3g") if c["precision"] != "fp32" else "reference",
                 _f(acc.get("cosine"), ".6f") if c["precision"] != "fp32" else "reference",
-                _bytes((c.get("memory") or {}).get("model_weight_bytes")),
+                fmt_bytes((c.get("memory") or {}).get("model_weight_bytes")),
             ]
         )
     return (
@@ -412,7 +419,7 @@ def _configs_table(s: dict[str, Any]) -> str:
                 _f(c["items_per_second"], ".1f"),
                 c["samples"],
                 "yes" if w.get("steady") else "no" if w else "—",
-                _bytes((c.get("memory") or {}).get("peak_rss_bytes")),
+                fmt_bytes((c.get("memory") or {}).get("peak_rss_bytes")),
             ]
         )
     head = [
@@ -453,7 +460,7 @@ def _generation(s: dict[str, Any], samples: Samples) -> str:
         _card("end to end", f"{_f(g['tokens_per_second'], '.1f')} tok/s"),
         _card(
             "KV cache",
-            _bytes(g["kv_cache_bytes"]),
+            fmt_bytes(g["kv_cache_bytes"]),
             f"{_f(g['kv_cache_bytes_per_token'], '.0f')} B/token",
         ),
         _card(
@@ -526,8 +533,8 @@ def _operators(s: dict[str, Any]) -> str:
             n["calls"],
             fmt_seconds(n["median_seconds"]),
             f"{n['share']:.1%}",
-            _bytes(n["output_bytes"]),
-            _bytes(n["parameter_bytes"]),
+            fmt_bytes(n["output_bytes"]),
+            fmt_bytes(n["parameter_bytes"]),
         ]
         for n in ops["nodes"][:25]
     ]
@@ -554,10 +561,10 @@ def _operators(s: dict[str, Any]) -> str:
 def _memory_host(s: dict[str, Any]) -> str:
     mem, h, st = s.get("memory") or {}, s["host"], s.get("settings") or {}
     rows = [
-        ["model weights", _bytes(mem.get("model_weight_bytes"))],
-        ["peak RSS (largest configuration)", _bytes(mem.get("peak_rss_bytes"))],
-        ["onnxruntime arena held", _bytes(mem.get("arena_held_bytes"))],
-        ["onnxruntime arena peak in use", _bytes(mem.get("arena_peak_in_use_bytes"))],
+        ["model weights", fmt_bytes(mem.get("model_weight_bytes"))],
+        ["peak RSS (largest configuration)", fmt_bytes(mem.get("peak_rss_bytes"))],
+        ["onnxruntime arena held", fmt_bytes(mem.get("arena_held_bytes"))],
+        ["onnxruntime arena peak in use", fmt_bytes(mem.get("arena_peak_in_use_bytes"))],
     ]
     out = ["<h2>Memory</h2>", _table(["", "bytes"], rows)]
     out.append("<h2>Host and settings</h2>")

@@ -12,17 +12,14 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ortel.analysis.svg import fmt_seconds
+from ortel.analysis.svg import fmt_bytes, fmt_seconds
 
-from .stats import STAT_KEYS
-
-Samples = Callable[[int | None, str], np.ndarray]  # (config id or None, kind) -> seconds
+from .stats import STAT_KEYS, Samples
 
 
 def result_samples(result: Any) -> Samples:
@@ -182,16 +179,6 @@ def power_csv(summary: dict[str, Any]) -> str:
     )
 
 
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def _num(v: float | None, fmt: str = "{:.3g}") -> str:
     return "—" if v is None else fmt.format(v)
 
@@ -270,7 +257,7 @@ def markdown(s: dict[str, Any]) -> str:
             f"- {_num(g['decode_tokens_per_second'], '{:.1f}')} tokens/s decoding, "
             f"{_num(g['tokens_per_second'], '{:.1f}')} tokens/s end to end; prefill "
             f"{fmt_seconds(g['prefill_seconds'])}, decode {fmt_seconds(g['decode_seconds'])}",
-            f"- KV cache: {_bytes(g['kv_cache_bytes'])}; energy "
+            f"- KV cache: {fmt_bytes(g['kv_cache_bytes'])}; energy "
             + (f"{g['joules_per_token']:.3g} J/token" if g.get("joules_per_token") else "unknown"),
         ]
     ops = s.get("operators")
@@ -294,10 +281,10 @@ def markdown(s: dict[str, Any]) -> str:
         "",
         "## Memory",
         "",
-        f"- model weights: {_bytes(mem.get('model_weight_bytes'))}",
-        f"- peak RSS: {_bytes(mem.get('peak_rss_bytes'))}",
-        f"- onnxruntime arena: {_bytes(mem.get('arena_held_bytes'))} held, "
-        f"{_bytes(mem.get('arena_peak_in_use_bytes'))} peak in use",
+        f"- model weights: {fmt_bytes(mem.get('model_weight_bytes'))}",
+        f"- peak RSS: {fmt_bytes(mem.get('peak_rss_bytes'))}",
+        f"- onnxruntime arena: {fmt_bytes(mem.get('arena_held_bytes'))} held, "
+        f"{fmt_bytes(mem.get('arena_peak_in_use_bytes'))} peak in use",
     ]
     if s.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in s["notes"]]

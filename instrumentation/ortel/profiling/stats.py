@@ -9,10 +9,13 @@ threshold (``--fail-on-regression``) and not significance alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+# How reports read raw samples: (config id or None, kind) -> seconds.
+Samples = Callable[[int | None, str], np.ndarray]
 
 PERCENTILES: dict[str, float] = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p999": 99.9}
 STAT_KEYS = (*PERCENTILES, "mean", "stddev", "min", "max")

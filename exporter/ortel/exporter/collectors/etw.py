@@ -40,16 +40,15 @@ from typing import Any, Protocol
 
 from ortel.core import catalog
 from ortel.core.catalog import MetricDef
+from ortel.core.multiproc_files import instrumented_pids
 from ortel.core.readings import HistogramValue, Reading, reading
-from ortel.instrumentation.multiproc import instrumented_pids
 
 from .base import Collector, CollectorSpec, NoDataError
+from .etw_events import ORT_PROVIDER, EtwEvent, ProviderSpec
 from .onnx_ops import op_type_of
 
 log = logging.getLogger("ortel.exporter")
 
-KERNEL_PROVIDER = "Windows Kernel"  # TraceEvent's KernelTraceEventParser.ProviderName
-ORT_PROVIDER = "Microsoft.ML.ONNXRuntime"
 ORT_GUID = "3a26b1ff-7484-7484-7484-15261f42614d"
 ORT_SESSION_KEYWORD = 0x1  # SessionCreation (and its capture-state rundown)
 ORT_PROFILING_KEYWORD = 0x100
@@ -97,29 +96,6 @@ _INVOLUNTARY = {1, 2, 3, 7, "Ready", "Running", "Standby", "DeferredReady"}
 _MINOR_FAULTS = {"Memory/TransitionFault", "Memory/DemandZeroFault", "Memory/CopyOnWrite"}
 _MINOR_FAULTS |= {"Memory/GuardMemory"}
 _MAJOR_FAULTS = {"Memory/HardMemory"}  # a hard page fault: the page was read from disk
-
-
-@dataclass(frozen=True)
-class EtwEvent:
-    """One event as TraceEvent parsed it: provider, TraceEvent's EventName (``Task/Opcode`` for
-    kernel events, the event name for TraceLogging ones), header pid/tid (TraceEvent fixes them
-    up), and the payload fields by TraceEvent's payload names."""
-
-    provider: str
-    name: str
-    pid: int
-    tid: int = -1
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> EtwEvent:
-        return cls(
-            str(d["provider"]),
-            str(d["event"]),
-            int(d["pid"]),
-            int(d.get("tid", -1)),
-            dict(d.get("payload", {})),
-        )
 
 
 @dataclass
@@ -330,14 +306,6 @@ class EventFold:
 
 
 # -- the TraceEvent boundary -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProviderSpec:
-    guid: str
-    level: int
-    keywords: int
-    capture_state: bool = False  # ask for a rundown of state that existed before the session
 
 
 class EtwSession(Protocol):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import NoDataError
-from .etw import KERNEL_PROVIDER, ORT_PROVIDER, EtwEvent, ProviderSpec
+from .etw_events import KERNEL_PROVIDER, ORT_PROVIDER, EtwEvent, ProviderSpec
 
 log = logging.getLogger("ortel.exporter")
 

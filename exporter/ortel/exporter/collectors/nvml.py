@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ortel.core import catalog
+from ortel.core.multiproc_files import instrumented_pids
 from ortel.core.readings import Reading, reading
-from ortel.instrumentation.multiproc import instrumented_pids
 
 from .base import Collector, CollectorSpec, NoDataError
 

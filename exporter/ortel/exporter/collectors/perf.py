@@ -26,8 +26,8 @@ from pathlib import Path
 
 from ortel.core import catalog
 from ortel.core.catalog import MetricDef
+from ortel.core.multiproc_files import instrumented_pids, process_start_ticks
 from ortel.core.readings import Reading, reading
-from ortel.instrumentation.multiproc import instrumented_pids, process_start_ticks
 
 from .base import Collector, CollectorSpec, NoDataError
 from .process import parse_pid_stat

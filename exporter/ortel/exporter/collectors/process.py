@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ortel.core import catalog
+from ortel.core.multiproc_files import instrumented_pids
 from ortel.core.readings import Reading, reading
-from ortel.instrumentation.multiproc import instrumented_pids
 
 from .base import Collector, CollectorSpec, NoDataError
 
