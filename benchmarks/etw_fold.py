@@ -17,8 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
-from ortel.exporter.collectors import etw
-from ortel.exporter.collectors.etw_events import EtwEvent
+from ortel.collectors import etw
+from ortel.collectors.etw_events import EtwEvent
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "etw"
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from ortel.instrumentation.recorder import Recorder
 from ortel.instrumentation.multiproc import SnapshotWriter
-from ortel.exporter.collectors.inference import InferenceCollector
+from ortel.collectors.inference import InferenceCollector
 
 args = json.loads(sys.argv[1])
 work = Path(args["dir"])

@@ -171,7 +171,7 @@ def soak(
     error_every: int = ERROR_EVERY,
     malloc_arena_max: int = 2,
 ) -> dict:
-    from ortel.exporter.collectors.registry import SPECS
+    from ortel.collectors.registry import SPECS
 
     warmup = max(5.0, duration * 0.25) if warmup is None else warmup
     tmp = tempfile.TemporaryDirectory(prefix="ortel-soak-")

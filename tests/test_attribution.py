@@ -19,6 +19,12 @@ import pytest
 from harness import OrtelServe, http_get
 from helpers import FIXTURES, copy_fixture
 
+from ortel.collectors.base import NoDataError
+from ortel.collectors.cpu import CpuCollector
+from ortel.collectors.estimate import EstimateCollector
+from ortel.collectors.inference import InferenceCollector
+from ortel.collectors.process import ProcessCollector
+from ortel.collectors.rapl import RaplCollector
 from ortel.core import catalog as c
 from ortel.core import snapshot
 from ortel.core.multiproc_files import instrumented_pids, snapshot_name
@@ -30,12 +36,6 @@ from ortel.exporter.attribution import (
     ModelTotals,
     activity_from,
 )
-from ortel.exporter.collectors.base import NoDataError
-from ortel.exporter.collectors.cpu import CpuCollector
-from ortel.exporter.collectors.estimate import EstimateCollector
-from ortel.exporter.collectors.inference import InferenceCollector
-from ortel.exporter.collectors.process import ProcessCollector
-from ortel.exporter.collectors.rapl import RaplCollector
 from ortel.exporter.derive import JOULES_PER_KWH
 
 CLK_TCK = 100

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, as_dict, copy_fixture
 
+from ortel.collectors import disk
+from ortel.collectors.base import CollectorOptions, NoDataError
 from ortel.core import catalog
-from ortel.exporter.collectors import disk
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 
 PROCFS, SYSFS = FIXTURES / "procfs", FIXTURES / "sysfs"
 

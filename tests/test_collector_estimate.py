@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, as_dict, copy_fixture
 
+from ortel.collectors import estimate
+from ortel.collectors.base import CollectorOptions, NoDataError
+from ortel.collectors.registry import BY_NAME
 from ortel.core import catalog
-from ortel.exporter.collectors import estimate
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
-from ortel.exporter.collectors.registry import BY_NAME
 
 PROCFS, SYSFS = FIXTURES / "procfs", FIXTURES / "sysfs"
 LABELS = ("estimated", "cpu", "package")

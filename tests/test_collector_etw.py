@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, as_dict
 
+from ortel.collectors import etw
+from ortel.collectors.base import CollectorOptions, NoDataError
+from ortel.collectors.etw_events import KERNEL_PROVIDER, ORT_PROVIDER, EtwEvent
 from ortel.core import catalog as c
 from ortel.core import snapshot
 from ortel.core.readings import HistogramValue
 from ortel.core.state import SeriesState
-from ortel.exporter.collectors import etw
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
-from ortel.exporter.collectors.etw_events import KERNEL_PROVIDER, ORT_PROVIDER, EtwEvent
 from ortel.instrumentation.multiproc import SnapshotWriter
 from ortel.instrumentation.recorder import Recorder
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, as_dict, copy_fixture
 
+from ortel.collectors import hwmon
+from ortel.collectors.base import CollectorOptions, NoDataError
 from ortel.core import catalog
-from ortel.exporter.collectors import hwmon
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 
 SYSFS = FIXTURES / "sysfs"
 HWMON = SYSFS / "class" / "hwmon"

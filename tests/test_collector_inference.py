@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from helpers import as_dict
 
+from ortel.collectors.base import NoDataError
+from ortel.collectors.inference import InferenceCollector
 from ortel.core import catalog as c
 from ortel.core.cardinality import DEFAULT_LIMITS
 from ortel.core.multiproc_files import ENV
-from ortel.exporter.collectors.base import NoDataError
-from ortel.exporter.collectors.inference import InferenceCollector
 
 HAS_PROC = Path("/proc/self/stat").exists()
 

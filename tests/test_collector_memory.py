@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from helpers import FIXTURES, as_dict, copy_fixture
 
+from ortel.collectors import memory
+from ortel.collectors.base import CollectorOptions, NoDataError
 from ortel.core import catalog
-from ortel.exporter.collectors import memory
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 
 PROCFS = FIXTURES / "procfs"
 KIB = 1024

@@ -22,9 +22,9 @@ import pynvml
 import pytest
 from helpers import as_dict
 
+from ortel.collectors import nvml
+from ortel.collectors.base import CollectorOptions, NoDataError
 from ortel.core import catalog
-from ortel.exporter.collectors import nvml
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 from ortel.exporter.sampler import Sampler
 
 NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, as_dict, copy_fixture
 
+from ortel.collectors import perf
+from ortel.collectors.base import CollectorOptions, NoDataError
 from ortel.core import catalog
-from ortel.exporter.collectors import perf
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 
 PROCFS = FIXTURES / "procfs"
 PYTHON_TIDS = [1234, *range(1235, 1251)]  # tests/fixtures/procfs/1234/task

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, as_dict
 
+from ortel.collectors import powermetrics as pm
+from ortel.collectors.base import CollectorOptions, NoDataError
 from ortel.core import catalog
-from ortel.exporter.collectors import powermetrics as pm
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 
 SONOMA = FIXTURES / "powermetrics" / "m2-sonoma.plist"  # macOS 14: *_power in mW
 MONTEREY = FIXTURES / "powermetrics" / "m1pro-monterey.plist"  # macOS 12: *_energy in mJ only

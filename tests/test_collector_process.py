@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, as_dict, copy_fixture
 
+from ortel.collectors import process
+from ortel.collectors.base import CollectorOptions, NoDataError
 from ortel.core import catalog
-from ortel.exporter.collectors import process
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 
 PROCFS = FIXTURES / "procfs"
 PAGE = 4096

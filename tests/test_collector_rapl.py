@@ -13,9 +13,9 @@ from helpers import FIXTURES, as_dict, copy_fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ortel.collectors import rapl
+from ortel.collectors.base import CollectorOptions, NoDataError
 from ortel.core import catalog
-from ortel.exporter.collectors import rapl
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 
 SYSFS = FIXTURES / "sysfs"
 POWERCAP = SYSFS / "class" / "powercap"
@@ -210,8 +210,8 @@ def test_warns_once_when_the_interval_allows_more_than_one_wrap(tmp_path, caplog
 _EACCES_SCRIPT = textwrap.dedent(
     """
     import sys
-    from ortel.exporter.collectors.base import NoDataError
-    from ortel.exporter.collectors.rapl import RaplCollector
+    from ortel.collectors.base import NoDataError
+    from ortel.collectors.rapl import RaplCollector
     try:
         list(RaplCollector(sys.argv[1]).collect())
     except NoDataError as e:

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, as_dict, copy_fixture
 
+from ortel.collectors import thermal
+from ortel.collectors.base import CollectorOptions, NoDataError
 from ortel.core import catalog
-from ortel.exporter.collectors import thermal
-from ortel.exporter.collectors.base import CollectorOptions, NoDataError
 
 SYSFS = FIXTURES / "sysfs"
 CPU = "devices/system/cpu"

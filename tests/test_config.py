@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from ortel.collectors.registry import SPECS
 from ortel.exporter.cli import cli
-from ortel.exporter.collectors.registry import SPECS
 from ortel.exporter.config import (
     OPTIONS,
     ConfigError,

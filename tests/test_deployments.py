@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from harness import LOOPBACK, free_port
 
-from ortel.exporter.multiproc import MergeResult, MultiprocReader
+from ortel.collectors.multiproc_reader import MergeResult, MultiprocReader
 
 APPS = Path(__file__).resolve().parent / "apps"
 START_METHODS = ["fork", "forkserver", "spawn"]

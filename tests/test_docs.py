@@ -54,7 +54,7 @@ POWER_DOC = README.parent / "docs" / "power.md"
 def test_power_doc_table_is_current_and_lists_every_declared_metric():
     text = POWER_DOC.read_text()
     assert docs.render(text) == text, "run: python -m ortel.exporter.docs --write docs/power.md"
-    from ortel.exporter.collectors.registry import BY_NAME
+    from ortel.collectors.registry import BY_NAME
 
     for name in ("rapl", "hwmon", "thermal", "nvml", "powermetrics", "estimate"):
         assert BY_NAME[name].metrics, name

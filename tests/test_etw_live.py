@@ -31,7 +31,7 @@ def traceevent() -> Path:
     path = os.environ.get("ORTEL_TEST_TRACEEVENT")
     if not path:
         pytest.skip("set ORTEL_TEST_TRACEEVENT to Microsoft.Diagnostics.Tracing.TraceEvent.dll")
-    from ortel.exporter.collectors.etw_live import load_traceevent
+    from ortel.collectors.etw_live import load_traceevent
 
     if not load_traceevent(Path(path)).is_elevated():
         pytest.skip("live ETW sessions need an elevated (Administrator) prompt")
@@ -58,7 +58,7 @@ WORKLOAD = textwrap.dedent(
 
 
 def test_live_sessions_count_an_instrumented_process_and_stop_cleanly(traceevent):
-    from ortel.exporter.collectors.etw import EtwCollector
+    from ortel.collectors.etw import EtwCollector
 
     child = subprocess.Popen(
         [sys.executable, "-c", WORKLOAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -97,8 +97,8 @@ def test_live_sessions_count_an_instrumented_process_and_stop_cleanly(traceevent
 
 
 def test_live_stale_session_of_a_dead_daemon_is_stopped(traceevent):
-    from ortel.exporter.collectors.etw import EtwCollector
-    from ortel.exporter.collectors.etw_live import load_traceevent
+    from ortel.collectors.etw import EtwCollector
+    from ortel.collectors.etw_live import load_traceevent
 
     api = load_traceevent(traceevent)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,

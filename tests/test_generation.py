@@ -11,11 +11,11 @@ from harness import promtool_check_metrics
 from helpers import as_dict
 from prometheus_client import generate_latest
 
+from ortel.collectors.multiproc_reader import MultiprocReader
 from ortel.core import catalog as c
 from ortel.core import snapshot
 from ortel.core.multiproc_files import snapshot_name
 from ortel.core.state import merge_all, readings
-from ortel.exporter.multiproc import MultiprocReader
 from ortel.instrumentation import track_generation
 from ortel.instrumentation.recorder import Recorder
 from ortel.instrumentation.server import make_registry

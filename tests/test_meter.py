@@ -137,11 +137,10 @@ def test_counters_and_source_labels():
         reading(c.GPU_ENERGY, 100.0, **g),
         reading(c.GPU_ENERGY, 50.0, gpu="1", uuid="GPU-1", name="H100"),
     ]
-    assert counters(rs) == {
-        ("cpu", "measured"): 10.0,
-        ("cpu", "estimated"): 7.0,
-        ("gpu", "measured"): 150.0,
-    }
+    # The one energy rule: measured CPU sources (RAPL's package, powermetrics' cpu zone; never
+    # uncore, inside the package) and no estimate beside them; every GPU.
+    assert counters(rs) == {("cpu", "measured"): 19.0, ("gpu", "measured"): 150.0}
+    assert counters(rs[2:3]) == {("cpu", "estimated"): 7.0}  # the estimate where nothing measures
     assert source_label([("cpu", "estimated"), ("gpu", "measured")]) == "estimated+measured"
     assert source_label([("gpu", "measured")]) == "measured"
     assert source_label([]) is None

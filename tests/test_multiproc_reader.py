@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from harness import promtool_check_metrics
 
+from ortel.collectors.multiproc_reader import ARCHIVE, OLD_ARCHIVE, MultiprocReader
 from ortel.core import catalog as c
 from ortel.core import snapshot
 from ortel.core.multiproc_files import instrumented_pids, process_start_ticks, snapshot_name
 from ortel.core.snapshot import VERSION, Snapshot, SnapshotError
 from ortel.core.state import SeriesState, Stamped, merge_all, readings
 from ortel.core.window import Window
-from ortel.exporter.multiproc import ARCHIVE, OLD_ARCHIVE, MultiprocReader
 from ortel.instrumentation.recorder import Recorder
 
 ML = ("resnet", "cpu")

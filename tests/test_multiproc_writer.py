@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ortel.collectors.multiproc_reader import MultiprocReader
 from ortel.core import snapshot
 from ortel.core.multiproc_files import ENV, process_start_ticks, snapshot_name
 from ortel.core.state import SeriesState
-from ortel.exporter.multiproc import MultiprocReader
 from ortel.instrumentation.multiproc import SnapshotWriter
 from ortel.instrumentation.recorder import Recorder, enable_multiprocess
 

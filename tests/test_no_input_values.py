@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from ortel.exporter.collectors.inference import InferenceCollector
+from ortel.collectors.inference import InferenceCollector
 from ortel.exporter.http import _Families
 from ortel.instrumentation import instrument_session, profiled, track
 from ortel.instrumentation.models import add_model, mlp_model

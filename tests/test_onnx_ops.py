@@ -3,7 +3,7 @@ from __future__ import annotations
 import onnx.defs
 import pytest
 
-from ortel.exporter.collectors import onnx_ops
+from ortel.collectors import onnx_ops
 
 
 def test_every_onnx_name_is_a_real_op_type():

@@ -123,7 +123,7 @@ def test_subgraph_nodes_count_once_per_iteration(tmp_path):
 def test_the_daemon_merges_operator_metrics_from_snapshots(tmp_path):
     from pathlib import Path
 
-    from ortel.exporter.collectors.inference import InferenceCollector
+    from ortel.collectors.inference import InferenceCollector
 
     snaps = tmp_path / "snaps"
     for i in range(2):  # two processes' snapshots (pids that no longer run: compacted, kept)

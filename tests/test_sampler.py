@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from helpers import as_dict
 
+from ortel.collectors.base import Collector, NoDataError
 from ortel.core import catalog as c
 from ortel.core.readings import Reading, reading
 from ortel.exporter import sampler as sampler_mod
-from ortel.exporter.collectors.base import Collector, NoDataError
 from ortel.exporter.sampler import Sampler
 
 FAST = 0.05  # seconds between samples: small, so the loop tests finish quickly

@@ -33,11 +33,11 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ortel.collectors.cpu import _IDLE_MODES
+from ortel.collectors.multiproc_reader import MergeResult
 from ortel.core import catalog as c
+from ortel.core.energy import Counter, energy_counters
 from ortel.core.readings import Reading
-
-from .collectors.cpu import _IDLE_MODES
-from .multiproc import MergeResult
 
 IDLE_WINDOW_SECONDS = 3600.0  # measured sources: idle power = lowest power seen this long back
 ACTIVITY_WINDOW_SECONDS = 30.0  # a process's models share its energy by this much busy history
@@ -124,39 +124,24 @@ def _index(readings: Iterable[Reading]) -> dict[str, list[tuple[dict[str, str], 
     return out
 
 
-def _rapl_zone(zone: str) -> bool:
-    # Package and DRAM are disjoint; core/uncore are inside the package and psys contains it.
-    return zone.startswith("package") or zone == "dram"
-
-
-def _cpu_source(idx: dict, idle_watts_per_cpu: float) -> _Source | None:
-    """RAPL package + DRAM where readable (measured), else the estimate."""
-    rapl = {
-        ("rapl", lab["index"]): v
-        for lab, v in idx.get(c.RAPL_ENERGY.name, ())
-        if _rapl_zone(lab["zone"])
-    }
-    power = idx.get(c.POWER.name, ())
-    if rapl:
-        watts = [v for lab, v in power if lab["source"] == "rapl" and _rapl_zone(lab["zone"])]
-        total = sum(watts) if len(watts) == len(rapl) else None  # every zone, or unknown
-        return _Source(("cpu", "measured"), "cpu", "measured", rapl, total)
-    est = {
-        ("estimated", lab["zone"]): v
-        for lab, v in idx.get(c.ENERGY.name, ())
-        if lab["source"] == "estimated" and lab["device"] == "cpu" and lab["zone"] == "package"
-    }
-    if not est:
+def _cpu_source(
+    counters: dict[Counter, float], idx: dict, idle_watts_per_cpu: float
+) -> _Source | None:
+    """The CPU's energy counters as the one energy rule picks them (RAPL package + DRAM, another
+    measured source, else the estimate), with their latest power where every one has it."""
+    cpu = {k: j for k, j in counters.items() if k.device == "cpu"}
+    if not cpu:
         return None
-    watts = [
-        v
-        for lab, v in power
-        if lab["source"] == "estimated" and lab["device"] == "cpu" and lab["zone"] == "package"
-    ]
-    cpus = [v for _, v in idx.get(c.CPU_COUNT.name, ())]
-    idle = cpus[0] * idle_watts_per_cpu if cpus else None
-    total = sum(watts) if watts else None
-    return _Source(("cpu", "estimated"), "cpu", "estimated", est, total, idle)
+    source = "estimated" if all(k.source == "estimated" for k in cpu) else "measured"
+    power = {(lab["source"], lab["device"], lab["zone"]): v for lab, v in idx.get(c.POWER.name, ())}
+    watts = [power.get(k.power_labels) if k.power_labels else None for k in cpu]
+    total = sum(w for w in watts if w is not None) if None not in watts else None
+    idle = None
+    if source == "estimated":
+        cpus = [v for _, v in idx.get(c.CPU_COUNT.name, ())]
+        idle = cpus[0] * idle_watts_per_cpu if cpus else None
+    energies: dict[Hashable, float] = {(k.origin, k.unit): j for k, j in cpu.items()}
+    return _Source(("cpu", source), "cpu", source, energies, total, idle)
 
 
 def _host_busy(idx: dict) -> float | None:
@@ -294,9 +279,10 @@ class Attribution:
         with self._lock:
             now = self.clock()
             idx = _index(readings)
+            counters = energy_counters(readings)
             busy = self._busy(now, activity)
-            self._cpu(now, idx, busy)
-            self._gpus(now, idx, busy)
+            self._cpu(now, counters, idx, busy)
+            self._gpus(now, counters, idx, busy)
             self._window(now, idx, activity)
 
     def _busy(self, now: float, activity: Activity | None) -> dict[int, dict[SeriesKey, int]]:
@@ -353,8 +339,14 @@ class Attribution:
                 )
         return base
 
-    def _cpu(self, now: float, idx: dict, busy: dict[int, dict[SeriesKey, int]]) -> None:
-        src = _cpu_source(idx, self.cpu_idle_watts)
+    def _cpu(
+        self,
+        now: float,
+        counters: dict[Counter, float],
+        idx: dict,
+        busy: dict[int, dict[SeriesKey, int]],
+    ) -> None:
+        src = _cpu_source(counters, idx, self.cpu_idle_watts)
         host = _host_busy(idx)
         if src is None or host is None:
             return
@@ -380,8 +372,16 @@ class Attribution:
         weights = {pid: _by_model(busy[pid]) for pid in shares if pid in busy}
         self._split(src, de, idle, shares, weights)
 
-    def _gpus(self, now: float, idx: dict, busy: dict[int, dict[SeriesKey, int]]) -> None:
-        energy = idx.get(c.GPU_ENERGY.name, ())
+    def _gpus(
+        self,
+        now: float,
+        counters: dict[Counter, float],
+        idx: dict,
+        busy: dict[int, dict[SeriesKey, int]],
+    ) -> None:
+        # NVIDIA GPUs, each its own source. (powermetrics' GPU and Neural Engine joules count in
+        # blocks and profiles; macOS gives no per-process GPU share to attribute them by.)
+        energy = [(k.unit, j) for k, j in counters.items() if k.origin == "nvml"]
 
         def per_gpu(metric: c.MetricDef) -> dict[str, list[tuple[dict[str, str], float]]]:
             out: dict[str, list] = {}
@@ -392,8 +392,7 @@ class Attribution:
         power, util = per_gpu(c.GPU_POWER), per_gpu(c.GPU_UTILIZATION)
         proc_util, proc_mem = per_gpu(c.GPU_PROCESS_UTILIZATION), per_gpu(c.GPU_PROCESS_MEMORY)
         single = len(energy) == 1
-        for lab, joules in energy:
-            uuid = lab["uuid"]
+        for uuid, joules in energy:
             watts = [v for _, v in power.get(uuid, ())]
             total_watts = sum(watts) if watts else None
             src = _Source(("gpu", uuid), "gpu", "measured", {uuid: joules}, total_watts)

@@ -10,14 +10,10 @@ from typing import Any
 
 import click
 
+from ortel.core.cli import fail
+
 from . import __version__
 from .config import OPTIONS, ConfigError, build_settings, load_file
-
-
-def fail(message: str) -> None:
-    """Bad input: one clear line on stderr, exit code 2, no traceback."""
-    click.echo(f"ortel: error: {message}", err=True)
-    sys.exit(2)
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:

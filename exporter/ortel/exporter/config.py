@@ -16,11 +16,11 @@ from typing import Any
 
 import click
 
+from ortel.collectors.base import CollectorOptions
+from ortel.collectors.estimate import DEFAULT_IDLE_WATTS, DEFAULT_MAX_WATTS
+from ortel.collectors.registry import BY_NAME, SPECS
 from ortel.core.cardinality import DEFAULT_LIMITS, format_limits, parse_limits
 
-from .collectors.base import CollectorOptions
-from .collectors.estimate import DEFAULT_IDLE_WATTS, DEFAULT_MAX_WATTS
-from .collectors.registry import BY_NAME, SPECS
 from .derive import DEFAULT_GRID_INTENSITY
 from .otlp_push import OtlpSettings
 from .otlp_push import settings_from as otlp_settings_from

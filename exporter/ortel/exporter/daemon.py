@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ortel.collectors.registry import BY_NAME
 from ortel.core import catalog as c
 from ortel.core.readings import Reading
 
 from . import __version__
 from .attribution import Activity, Attribution, activity_from
-from .collectors.registry import BY_NAME
 from .config import ConfigError, Settings
 from .derive import Carbon, Derived
 from .http import make_server

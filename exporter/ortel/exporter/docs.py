@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ortel.collectors.base import CollectorSpec
+from ortel.collectors.registry import SPECS
 from ortel.core import catalog
 
 from .attribution import DERIVED_METRICS as ATTRIBUTED
-from .collectors.base import CollectorSpec
-from .collectors.registry import SPECS
 from .config import OPTIONS
 from .derive import DERIVED_METRICS
 

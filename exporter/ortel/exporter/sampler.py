@@ -14,10 +14,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ortel.collectors.base import Collector, NoDataError
 from ortel.core import catalog as c
 from ortel.core.readings import Reading
-
-from .collectors.base import Collector, NoDataError
 
 log = logging.getLogger("ortel.exporter")
 

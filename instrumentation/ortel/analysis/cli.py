@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ortel.exporter.cli import fail
+from ortel.core.cli import fail
 
 ENV = "ORTEL_ANALYZE_"
 

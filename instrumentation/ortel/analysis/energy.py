@@ -2,7 +2,7 @@
 
 **P × t.** P is the host's average power while the profiled runs executed: given
 (``--power-w``), else measured by the daemon's power collectors used in-process (RAPL, NVML,
-powermetrics; through ``ortel.profiling.energy``, which reads the collector registry), else the
+powermetrics; through ``ortel.collectors.power``, which reads the collector registry), else the
 registry's utilisation-based estimate, else ``threads × 3.5 W`` (Cloud Carbon Footprint's
 per-vCPU maximum). The source is always reported: ``given``, ``measured`` or ``estimated``.
 Every node gets ``P × its time``: the whole host's power is attributed by time, which is what a
@@ -79,7 +79,7 @@ class PowerMeter:
 
     def start(self) -> PowerMeter:
         try:
-            from ortel.profiling.energy import PowerMonitor, collector_sampler
+            from ortel.collectors.power import PowerMonitor, collector_sampler
         except ImportError as e:
             self.why.append(f"power collectors unavailable: {e}")
         else:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import catalog as c
+from .energy import DEVICES
 from .hist import Hist
 from .opstate import MAX_OP_SERIES, OperatorState
 from .state import GenerationState, SeriesState, Stamped
@@ -491,7 +492,7 @@ def _block_energy(v: object) -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = {}
     for k, j in v.items():
         device, sep, source = _label(k, "block_energy key").partition("/")
-        if not sep or device not in ("cpu", "gpu") or source not in ("measured", "estimated"):
-            raise SnapshotError(f"block_energy key {k!r} is not cpu|gpu/measured|estimated")
+        if not sep or device not in DEVICES or source not in ("measured", "estimated"):
+            raise SnapshotError(f"block_energy key {k!r} is not a device/measured|estimated")
         out[(device, source)] = _num(j, "block_energy joules")
     return out

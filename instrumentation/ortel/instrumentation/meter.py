@@ -6,11 +6,12 @@
     print(e.joules, e.source)  # e.g. 41.7 measured
 
 The block reads the energy counters the daemon's collectors read (through the collector
-registry, imported only when the first block runs): RAPL package and DRAM zones (measured CPU),
-else the CPU estimate from utilisation (estimated), and every NVIDIA GPU's energy counter
-(measured). ``e.joules`` is what those counters rose by while the block ran: the whole host's
-(and GPUs') energy, everything else it ran included, not a share attributed to this process
-(the daemon does that: docs/energy.md). It is also added to
+registry, imported only when the first block runs) and counts them by the one energy rule the
+daemon and ``ortel profile`` use too (``ortel.core.energy``): RAPL package and DRAM zones or
+macOS powermetrics (measured), else the CPU estimate from utilisation (estimated), and every
+NVIDIA GPU's energy counter (measured). ``e.joules`` is what those counters rose by while the
+block ran: the whole host's (and GPUs') energy, everything else it ran included, not a share
+attributed to this process (the daemon does that: docs/energy.md). It is also added to
 ``ortel_inference_block_energy_joules_total{model, device, source}`` of this process, which the
 daemon merges like every other series and ``start_http_server`` serves.
 
@@ -28,46 +29,26 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from ortel.core import catalog as c
+from ortel.core.energy import energy_counters, totals
+from ortel.core.energy import source_label as _source_label
 from ortel.core.readings import Reading
 
 from .recorder import RECORDER, Recorder, Series
 
-COLLECTORS = ("rapl", "estimate", "nvml")  # the registry's energy collectors, in this order
+COLLECTORS = ("rapl", "powermetrics", "estimate", "nvml")  # the registry's energy collectors
 
 Part = tuple[str, str]  # (device, source)
-ESTIMATED = ("estimated", "cpu", "package")  # the estimate's (source, device, zone)
 
 
 def counters(readings: Iterable[Reading]) -> dict[Part, float]:
-    """Cumulative joules per (device, source) in one sample of the energy collectors' readings:
-    RAPL's package and DRAM zones (core and uncore are inside the package, psys contains it),
-    the estimate's package, every GPU."""
-    out: dict[Part, float] = {}
-
-    def add(part: Part, v: float) -> None:
-        out[part] = out.get(part, 0.0) + v
-
-    for r in readings:
-        if not isinstance(r.value, int | float):
-            continue
-        lab = dict(zip(r.metric.labels, r.labels))
-        name = r.metric.name
-        if name == c.RAPL_ENERGY.name and (
-            lab["zone"].startswith("package") or lab["zone"] == "dram"
-        ):
-            add(("cpu", "measured"), float(r.value))
-        elif name == c.ENERGY.name and (lab["source"], lab["device"], lab["zone"]) == ESTIMATED:
-            add(("cpu", "estimated"), float(r.value))
-        elif name == c.GPU_ENERGY.name:
-            add(("gpu", "measured"), float(r.value))
-    return out
+    """Cumulative joules per (device, source) in one sample of the energy collectors' readings,
+    by the one energy rule (``ortel.core.energy``)."""
+    return totals(energy_counters(readings))
 
 
 def source_label(parts: Iterable[Part]) -> str | None:
     """measured, estimated, or estimated+measured (a CPU estimate beside a measured GPU)."""
-    kinds = sorted({source for _, source in parts})
-    return "+".join(kinds) if kinds else None
+    return _source_label(source for _, source in parts)
 
 
 def _env_float(name: str) -> float | None:
@@ -104,36 +85,17 @@ class EnergyMeter:
         self._lock = threading.Lock()
 
     def _open(self) -> list[Any]:
-        # Imported here, not at module import: the shim stays free of the daemon's modules
-        # until someone measures energy.
-        from ortel.exporter.collectors.base import CollectorOptions, NoDataError
-        from ortel.exporter.collectors.registry import BY_NAME
+        # Imported here, not at module import: the shim stays free of the collectors until
+        # someone measures energy.
+        from ortel.collectors.power import open_energy_collectors
 
         kw: dict[str, Any] = {"sysfs": self.sysfs, "procfs": self.procfs}
         if self.cpu_idle_watts is not None:
             kw["cpu_idle_watts"] = self.cpu_idle_watts
         if self.cpu_max_watts is not None:
             kw["cpu_max_watts"] = self.cpu_max_watts
-        opts = CollectorOptions(**kw)
-        found = []
-        for name in self.names:
-            spec = BY_NAME.get(name)
-            if spec is None:
-                self.unavailable.append(f"{name}: no such collector")
-                continue
-            try:
-                col = spec.factory(opts)
-                first = list(col.collect())  # primes counters, proves the source is there
-            except NoDataError as e:
-                self.unavailable.append(f"{name}: {e}")
-                continue
-            except Exception as e:  # a broken driver (NVML) is "no energy here", never a crash
-                self.unavailable.append(f"{name}: {type(e).__name__}: {e}")
-                continue
-            if counters(first):
-                found.append(col)
-            else:
-                self.unavailable.append(f"{name}: no energy counter in its readings")
+        found, why = open_energy_collectors(self.names, **kw)
+        self.unavailable.extend(why)
         return found
 
     def read(self) -> dict[Part, float]:
@@ -141,14 +103,13 @@ class EnergyMeter:
         with self._lock:
             if self._collectors is None:
                 self._collectors = self._open()
-            out: dict[Part, float] = {}
+            readings: list[Reading] = []
             for col in self._collectors:
                 try:
-                    for part, j in counters(col.collect()).items():
-                        out[part] = out.get(part, 0.0) + j
+                    readings.extend(col.collect())
                 except Exception:  # this part is unknown for this block; the others count
                     continue
-            return out
+            return counters(readings)
 
     def close(self) -> None:
         with self._lock:

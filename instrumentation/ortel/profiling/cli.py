@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ortel.exporter.cli import fail
+from ortel.core.cli import fail
 
 
 def _ints(name: str):

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from ortel.collectors.power import PowerMonitor, collector_sampler
+
 from . import inputs as inp
 from . import precision as prec
-from .energy import PowerMonitor, collector_sampler
 from .hostinfo import host_info
 from .memory import PeakRss
 from .providers import CPU, ProviderError, make_session, select, short_name

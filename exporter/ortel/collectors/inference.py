@@ -14,7 +14,7 @@ from ortel.core.readings import Reading
 from .base import Collector, CollectorSpec, NoDataError
 
 if TYPE_CHECKING:
-    from ..multiproc import MergeResult
+    from .multiproc_reader import MergeResult
 
 
 class InferenceCollector(Collector):
@@ -31,7 +31,7 @@ class InferenceCollector(Collector):
         # The latest merge, per-process busy time included, for energy attribution (daemon.py).
         self.latest: MergeResult | None = None
         # numpy comes with the merge: loaded when the collector is made, not when the CLI starts.
-        from ..multiproc import MultiprocReader
+        from .multiproc_reader import MultiprocReader
 
         limiter = LabelLimiter(DEFAULT_LIMITS if label_limits is None else label_limits)
         self._reader = (

@@ -1,17 +1,14 @@
-"""Power and energy during a run, from the daemon's own collectors used in-process.
+"""The energy collectors used in-process: opened from the registry, and sampled over time.
 
-A background thread samples the power collectors the registry has (RAPL, NVIDIA GPUs,
-powermetrics, the utilisation-based estimate) every ``interval`` and keeps each part's cumulative
-energy counter. A phase's energy is the counters' difference between its start and end (linearly
+``open_energy_collectors`` opens whichever energy collectors can be read here (``energy()``
+blocks read them once per block; ``ortel profile`` and ``ortel analyze`` sample them). A
+``PowerMonitor`` samples them on a thread every ``interval`` and keeps each part's cumulative
+energy counter; a phase's energy is the counters' difference between its start and end (linearly
 interpolated between samples), its power timeline the difference between consecutive samples.
 
-Parts and what is summed, so nothing is counted twice:
-- CPU, measured (RAPL): the psys (platform) zone where the machine has one, else every
-  package zone plus DRAM (the package counter excludes DRAM; core and uncore are inside it).
-- CPU, other sources (``ortel_energy_joules_total``): per source and device the package zone
-  where there is one, else the sum of its zones. ``source="estimated"`` is a model, labelled so.
-- GPUs (``ortel_gpu_energy_joules_total``): every GPU, summed.
-Without any of them the run reports "no power data", never zero.
+What is counted comes from the one energy rule (``ortel.core.energy``), grouped into parts by
+device and collector: "cpu (rapl: dram, package-0)", "cpu (estimated: package)",
+"gpu (nvml: 2 GPUs)". Without any of them the run reports "no power data", never zero.
 """
 
 from __future__ import annotations
@@ -24,6 +21,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ortel.core.energy import Counter, energy_counters
+from ortel.core.energy import source_label as _source_label
+
+from .base import Collector, CollectorOptions, NoDataError
+from .registry import BY_NAME
 
 log = logging.getLogger("ortel.profiling")
 
@@ -38,40 +41,17 @@ class Part:
 
 def parts_from_readings(readings: Iterable[Any]) -> dict[Part, float]:
     """Cumulative joules per part from one sample of the power collectors' readings."""
-    rapl: dict[str, float] = {}  # zone name -> joules, summed over indexes of that name
-    other: dict[tuple[str, str], dict[str, float]] = {}
-    gpus: dict[str, float] = {}
-    for r in readings:
-        name = r.metric.name
-        labels = dict(zip(r.metric.labels, r.labels))
-        if name == "ortel_rapl_energy_joules_total":
-            zone = labels["zone"]
-            key = f"{zone}@{labels.get('index', '')}"
-            rapl[key] = float(r.value)
-        elif name == "ortel_energy_joules_total":
-            other.setdefault((labels["source"], labels["device"]), {})[labels["zone"]] = float(
-                r.value
-            )
-        elif name == "ortel_gpu_energy_joules_total":
-            gpus[labels.get("uuid") or labels.get("gpu", "?")] = float(r.value)
+    groups: dict[tuple[str, str, str], list[tuple[Counter, float]]] = {}
+    for k, j in energy_counters(readings).items():
+        groups.setdefault((k.device, k.origin, k.source), []).append((k, j))
     out: dict[Part, float] = {}
-    if rapl:
-        psys = {k: v for k, v in rapl.items() if k.startswith("psys@")}
-        chosen = psys or {
-            k: v for k, v in rapl.items() if k.startswith("package") or k.startswith("dram@")
-        }
-        if chosen:
-            zones = ", ".join(sorted({k.split("@")[0] for k in chosen}))
-            out[Part(f"cpu (rapl: {zones})", False)] = sum(chosen.values())
-    for (source, device), zones in sorted(other.items()):
-        if source == "rapl":
-            continue  # RAPL's own counters are read above
-        pick = {"package": zones["package"]} if "package" in zones else zones
-        label = f"{device} ({source}: {', '.join(sorted(pick))})"
-        out[Part(label, source == "estimated")] = sum(pick.values())
-    if gpus:
-        n = len(gpus)
-        out[Part(f"gpu (nvml: {n} GPU{'s' if n > 1 else ''})", False)] = sum(gpus.values())
+    for (device, origin, source), items in sorted(groups.items()):
+        if origin == "nvml":
+            n = len(items)
+            what = f"{n} GPU{'s' if n > 1 else ''}"
+        else:
+            what = ", ".join(sorted({k.unit.split("@")[0] for k, _ in items}))
+        out[Part(f"{device} ({origin}: {what})", source == "estimated")] = sum(j for _, j in items)
     return out
 
 
@@ -98,8 +78,7 @@ class Energy:
 
 
 def source_label(estimated: Iterable[bool]) -> str:
-    kinds = {"estimated" if e else "measured" for e in estimated}
-    return "+".join(sorted(kinds)) if len(kinds) > 1 else (kinds.pop() if kinds else "none")
+    return _source_label("estimated" if e else "measured" for e in estimated) or "none"
 
 
 class PowerMonitor:
@@ -218,49 +197,56 @@ class PowerMonitor:
         return source_label(p.estimated for p in self.parts)
 
 
+def open_energy_collectors(
+    names: Sequence[str], **options: Any
+) -> tuple[list[Collector], list[str]]:
+    """The named collectors that give energy here, each sampled once (which primes counters and
+    proves the source is there), and why each other one gave nothing (one line each)."""
+    opts = CollectorOptions(**options)
+    found: list[Collector] = []
+    why: list[str] = []
+    for name in names:
+        spec = BY_NAME.get(name)
+        if spec is None:
+            why.append(f"{name}: no such collector")
+            continue
+        try:
+            col = spec.factory(opts)
+            first = list(col.collect())
+        except NoDataError as e:
+            why.append(f"{name}: {e}")
+            continue
+        except Exception as e:  # a broken or absent driver (NVML) is "no energy here"
+            why.append(f"{name}: {type(e).__name__}: {e}")
+            continue
+        if energy_counters(first):
+            found.append(col)
+        else:
+            why.append(f"{name}: no energy counter in its readings")
+    return found, why
+
+
 def collector_sampler(
     sysfs: Path = Path("/sys"),
     procfs: Path = Path("/proc"),
     interval: float = 0.2,
     names: Sequence[str] = POWER_COLLECTORS,
 ) -> tuple[Callable[[], dict[Part, float]] | None, list[str]]:
-    """A sample function over whichever power collectors the registry has and can read here,
-    and why the others gave nothing (one line each). None when nothing gives power data."""
-    try:
-        from ortel.exporter.collectors.base import CollectorOptions, NoDataError
-        from ortel.exporter.collectors.registry import BY_NAME
-    except ImportError as e:
-        return None, [f"the daemon's collectors are not importable: {e}"]
-    opts = CollectorOptions(sysfs=Path(sysfs), procfs=Path(procfs), interval=interval)
-    collectors = []
-    why: list[str] = []
-    for name in names:
-        spec = BY_NAME.get(name)
-        if spec is None:
-            continue
-        try:
-            col = spec.factory(opts)
-            first = list(col.collect())  # primes counters (and proves the source is there)
-        except NoDataError as e:
-            why.append(f"{name}: {e}")
-            continue
-        except Exception as e:  # a broken or absent driver (NVML) is "no data" for a profile
-            why.append(f"{name}: {type(e).__name__}: {e}")
-            continue
-        if parts_from_readings(first):
-            collectors.append(col)
-        else:
-            why.append(f"{name}: no energy counter in its readings")
+    """A sample function over whichever power collectors can be read here, and why the others
+    gave nothing (one line each). None when nothing gives power data."""
+    collectors, why = open_energy_collectors(
+        names, sysfs=Path(sysfs), procfs=Path(procfs), interval=interval
+    )
     if not collectors:
         return None, why
 
     def sample() -> dict[Part, float]:
-        out: dict[Part, float] = {}
+        readings: list[Any] = []
         for col in collectors:
             try:
-                out.update(parts_from_readings(col.collect()))
+                readings.extend(col.collect())
             except Exception:  # this collector's sample is missing; the others still count
                 continue
-        return out
+        return parts_from_readings(readings)
 
     return sample, why

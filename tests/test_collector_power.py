@@ -10,19 +10,20 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES
 
+from ortel.collectors import power as en
 from ortel.core import catalog as c
 from ortel.core.readings import reading
-from ortel.profiling import energy as en
 
 
-def test_rapl_psys_alone_when_the_machine_has_it():
+def test_rapl_psys_only_where_there_is_no_package_zone():
     rs = [
         reading(c.RAPL_ENERGY, 100.0, zone="package-0", index="0"),
         reading(c.RAPL_ENERGY, 40.0, zone="core", index="0:0"),
         reading(c.RAPL_ENERGY, 10.0, zone="dram", index="0:2"),
         reading(c.RAPL_ENERGY, 300.0, zone="psys", index="1"),
     ]
-    assert en.parts_from_readings(rs) == {en.Part("cpu (rapl: psys)", False): 300.0}
+    assert en.parts_from_readings(rs) == {en.Part("cpu (rapl: dram, package-0)", False): 110.0}
+    assert en.parts_from_readings(rs[3:]) == {en.Part("cpu (rapl: psys)", False): 300.0}
 
 
 def test_rapl_packages_plus_dram_never_core():
@@ -156,11 +157,11 @@ def test_measured_energy_through_the_real_rapl_collector(tmp_path: Path, psys: b
         time.sleep(0.1)
         mon.stop()
     e = mon.energy(t0, t1)
-    expect = 50.0 if psys else 34.0
+    expect = 34.0  # package + DRAM, whether or not a psys zone surrounds them
     assert e.source == "measured"
     assert e.average_watts == pytest.approx(expect, rel=0.25)
     assert e.joules == pytest.approx(expect * (t1 - t0), rel=0.25)
-    assert list(e.parts) == ["cpu (rapl: psys)" if psys else "cpu (rapl: dram, package-0)"]
+    assert list(e.parts) == ["cpu (rapl: dram, package-0)"]
 
 
 def test_estimate_where_nothing_measures(tmp_path: Path):
