@@ -39,7 +39,10 @@ from pathlib import Path
 import numpy as np
 from ortel.instrumentation.recorder import Recorder
 from ortel.instrumentation.multiproc import SnapshotWriter
-from ortel.collectors.inference import InferenceCollector
+try:  # where the collectors lived before they became a layer of their own
+    from ortel.exporter.collectors.inference import InferenceCollector
+except ImportError:
+    from ortel.collectors.inference import InferenceCollector
 
 args = json.loads(sys.argv[1])
 work = Path(args["dir"])

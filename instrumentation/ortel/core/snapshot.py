@@ -168,8 +168,11 @@ def write(path: Path, snap: Snapshot) -> None:
 def read(path: Path) -> Snapshot:
     """Read and validate a snapshot; raises ``SnapshotError`` (or OSError) otherwise."""
     with open(path, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
+        # By its size: read(n) would allocate n bytes up front, whatever the file holds.
+        if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+            raise SnapshotError("file too large")
+        data = f.read()
+    if len(data) > MAX_FILE_BYTES:  # grew between the check and the read
         raise SnapshotError("file too large")
     return decode(data)
 
