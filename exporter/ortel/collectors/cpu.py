@@ -131,9 +131,9 @@ class CpuCollector(Collector):
                 yield reading(catalog.CPU_UTILIZATION, share, mode=mode)
         if self.per_core and prev is not None:
             idle = [MODES.index(m) for m in _IDLE_MODES]
-            for cpu, ticks in cur.per_cpu.items():
+            for cpu, cpu_ticks in cur.per_cpu.items():
                 before = prev.per_cpu.get(cpu)
-                if before is None or (shares := _shares(before, ticks)) is None:
+                if before is None or (shares := _shares(before, cpu_ticks)) is None:
                     continue  # CPU came online since the last sample, or no ticks elapsed
                 yield reading(
                     catalog.CPU_CORE_UTILIZATION, 1.0 - sum(shares[i] for i in idle), cpu=cpu

@@ -71,7 +71,8 @@ def parse_sample(doc: bytes) -> Sample:
     elapsed = elapsed_ns / 1e9
     processor = data.get("processor")
     processor = processor if isinstance(processor, dict) else {}
-    gpu = data.get("gpu") if isinstance(data.get("gpu"), dict) else {}
+    gpu = data.get("gpu")
+    gpu = gpu if isinstance(gpu, dict) else {}
     watts: dict[str, float] = {}
     for comp in COMPONENTS:
         # Some releases put the GPU's figures in the gpu dictionary instead of processor.

@@ -19,9 +19,7 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-from prometheus_client.exposition import choose_encoder
-
-from ortel.core.exposition import to_families
+from ortel.core.exposition import negotiate, to_families
 from ortel.core.readings import Reading
 
 from . import __version__
@@ -35,7 +33,9 @@ SOCKET_TIMEOUT = 10.0
 
 
 class _Families:
-    """The registry interface prometheus_client's encoders need: ``collect()``."""
+    """The registry interface prometheus_client's encoders need: ``collect()``. The server does
+    not use it (it writes with ``ortel.core.exposition.render``, byte for byte the same); tests
+    compare prometheus_client's encoders and parsers over it."""
 
     def __init__(self, source: Callable[[], Iterable[Reading]]) -> None:
         self._source = source
@@ -134,7 +134,6 @@ def make_server(
     collectors: list[str],
     security: Security | None = None,
 ) -> Server:
-    registry = _Families(source)
     index = _index(collectors)
 
     class Handler(BaseHTTPRequestHandler):
@@ -146,8 +145,9 @@ def make_server(
             if security is not None and not self._allowed(security, path):
                 return
             if path == "/metrics":
-                encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
-                body = encoder(registry)
+                # Content negotiation as prometheus_client does it (format, name escaping).
+                writer, ctype = negotiate(self.headers.get("Accept", ""))
+                body = writer(source())
                 self._send(200, ctype, body)
             elif path == "/healthz":
                 self._send(200, "text/plain; charset=utf-8", b"ok\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Collection
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .recorder import RECORDER, Recorder
 from .session import instrument_session, model_name, uninstrument_session
@@ -21,8 +21,21 @@ if TYPE_CHECKING:
 _instruments = ("onnxruntime >= 1.16",)
 
 
+class _Options(TypedDict, total=False):
+    """What ``instrument()`` was given, for the sessions created from then on."""
+
+    namer: Callable[[Any], str]
+    sla: float | dict[str, float] | None
+    recorder: Recorder
+    spans: InferenceSpans | None
+
+
 class OnnxRuntimeInstrumentor:
     _instance: OnnxRuntimeInstrumentor | None = None
+    # Set once, in __new__, on the one instance.
+    _instrumented: bool
+    _sessions: weakref.WeakSet[Any]
+    _options: _Options
 
     def __new__(cls) -> OnnxRuntimeInstrumentor:
         if cls._instance is None:

@@ -42,7 +42,7 @@ class Recorder(Protocol):
 class SnapshotWriter:
     """A flush hook: writes the recorder's state when it changed."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
         # Imported here, not at first write: a SIGTERM flush racing the flusher thread's first
         # write would otherwise find the module half imported.
         from ortel.core import snapshot

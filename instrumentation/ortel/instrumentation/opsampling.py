@@ -229,7 +229,8 @@ def sample_from_profile(path: Path) -> OperatorSample:
     for ev in iter_events(path):
         name = ev.get("name")
         if ev.get("cat") == "Node" and isinstance(name, str) and name.endswith(KERNEL_SUFFIX):
-            args = ev.get("args") if isinstance(ev.get("args"), dict) else {}
+            args = ev.get("args")
+            args = args if isinstance(args, dict) else {}
             op = str(args.get("op_name", "unknown"))
             provider = str(args.get("provider", "unknown"))
             try:

@@ -103,7 +103,7 @@ _Plan = tuple[tuple[str, str, Any], ...]  # (attribute, "label"|"template"|"cons
 
 def _compile(m: c.MetricDef) -> _Plan:
     index = {lbl: i for i, lbl in enumerate(m.labels)}
-    out = []
+    out: list[tuple[str, str, Any]] = []
     for attr, source in m.otel_plan():
         if source.startswith("="):
             out.append((attr, "const", source[1:]))
@@ -163,13 +163,17 @@ class ReadingsConverter:
         with self._lock:
             for r in readings:
                 m = r.metric
-                entry = groups.get(m.otel_name)
+                name = m.otel_name
+                assert name is not None  # every catalogue metric has one (tests/test_catalog.py)
+                entry = groups.get(name)
                 if entry is None:
-                    entry = groups[m.otel_name] = (m, {})
+                    entry = groups[name] = (m, {})
                 attrs = attributes(m, r.labels)
                 for point_attrs, point in self._points(m, attrs, r.value, now):
                     entry[1][tuple(sorted(point_attrs.items()))] = point
-        return [self._metric(m, list(points.values())) for m, points in groups.values()]
+        return [
+            self._metric(name, m, list(points.values())) for name, (m, points) in groups.items()
+        ]
 
     def _points(self, m: c.MetricDef, attrs: dict[str, Any], value: Any, now: int):
         key = (m.otel_name, tuple(sorted(attrs.items())))
@@ -185,16 +189,19 @@ class ReadingsConverter:
                     sum=value.sum,
                     bucket_counts=list(value.counts),
                     explicit_bounds=list(value.bounds),
-                    min=None,  # not kept by the cumulative buckets: OTLP makes these optional
-                    max=None,
+                    # Not kept by the cumulative buckets: OTLP makes these optional, and the
+                    # SDK's encoder leaves a None field unset (its annotations say float).
+                    min=None,  # type: ignore[arg-type]
+                    max=None,  # type: ignore[arg-type]
                 ),
             )
         elif isinstance(value, SummaryValue):
             for q, v in value.quantiles:
                 qa = {**attrs, "ortel.quantile": q}
-                yield qa, NumberDataPoint(qa, None, now, float(v))
+                # Gauges have no start time: None leaves the field unset (the SDK says int).
+                yield qa, NumberDataPoint(qa, None, now, float(v))  # type: ignore[arg-type]
         elif m.otel_instrument == "gauge":
-            yield attrs, NumberDataPoint(attrs, None, now, float(value))
+            yield attrs, NumberDataPoint(attrs, None, now, float(value))  # type: ignore[arg-type]
         else:
             # Counts stay integers over OTLP; measured quantities (seconds, joules) are doubles.
             v = int(value) if m.unit == "" and float(value).is_integer() else float(value)
@@ -202,14 +209,14 @@ class ReadingsConverter:
             yield attrs, NumberDataPoint(attrs, start, now, v)
 
     @staticmethod
-    def _metric(m: c.MetricDef, points: list) -> Metric:
+    def _metric(name: str, m: c.MetricDef, points: list) -> Metric:
         if m.kind == "histogram":
             data: Any = Histogram(points, CUMULATIVE)
         elif m.otel_instrument in ("counter", "updowncounter"):
             data = Sum(points, CUMULATIVE, is_monotonic=m.otel_instrument == "counter")
         else:
             data = Gauge(points)
-        return Metric(m.otel_name, m.help, m.otel_unit, data)
+        return Metric(name, m.help, m.otel_unit, data)
 
 
 class ReadingsProducer:
@@ -392,7 +399,13 @@ class BoundedSpanProcessor(SpanProcessor):
         self._start()
         if hasattr(os, "register_at_fork"):  # the worker does not survive a fork
             ref = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: (p := ref()) and p._start())
+
+            def restart_in_child() -> None:
+                p = ref()
+                if p is not None:
+                    p._start()
+
+            os.register_at_fork(after_in_child=restart_in_child)
 
     def _start(self) -> None:
         self._queue.clear()  # in a child these belong to the parent, which exports them
@@ -439,7 +452,12 @@ class BoundedSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         done = threading.Event()
-        t = threading.Thread(target=lambda: (self._export_all(), done.set()), daemon=True)
+
+        def export_then_set() -> None:
+            self._export_all()
+            done.set()
+
+        t = threading.Thread(target=export_then_set, daemon=True)
         t.start()
         return done.wait(timeout_millis / 1000)
 

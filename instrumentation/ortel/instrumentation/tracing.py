@@ -86,7 +86,9 @@ def _span_lookup() -> tuple[Callable[[], Any], str]:
     key = next(k for k, v in ctx.items() if v is probe)
     getter: Callable[[], Any] = context.get_current
     try:
-        fast = context._RUNTIME_CONTEXT._current_context.get  # noqa: SLF001 - checked below
+        # Private to ContextVarsRuntimeContext (typed as the _RuntimeContext ABC): checked below.
+        runtime = context._RUNTIME_CONTEXT  # noqa: SLF001 - checked below
+        fast = runtime._current_context.get  # type: ignore[attr-defined]
         token = context.attach(ctx)
         try:
             if fast() is ctx and fast().get(key) is probe:
@@ -302,7 +304,7 @@ class InferenceSpans:
             self._fail,
         )
         attach, detach, in_context = self._attach, self._detach, self._in_context
-        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "inference")
+        name: str = getattr(fn, "__qualname__", "") or getattr(fn, "__name__", "inference")
         attrs = {"ortel.model": series.state.model, "ortel.provider": series.state.provider}
 
         if inspect.iscoroutinefunction(fn):
@@ -322,8 +324,9 @@ class InferenceSpans:
                 else:
                     done(t0)
                 finally:
-                    if span is not None:
+                    if token is not None:  # set exactly when span is
                         detach(token)
+                    if span is not None:
                         span.end()
                 return result
 
@@ -441,13 +444,17 @@ def enable(spans: InferenceSpans) -> None:
     disable()
     ACTIVE = spans
     _PLAIN["track"] = (track.__enter__, track.__exit__)
-    track.__enter__, track.__exit__ = spans.track_methods(track.__exit__)
+    track.__enter__, track.__exit__ = spans.track_methods(  # type: ignore[method-assign]
+        track.__exit__
+    )
     try:
         from .generation import track_generation
     except ImportError:  # generation tracking not present in this build
         return
     _PLAIN["generation"] = track_generation.token
-    track_generation.token = spans.first_token_method(track_generation.token)
+    track_generation.token = spans.first_token_method(  # type: ignore[method-assign]
+        track_generation.token
+    )
 
 
 def disable() -> None:
@@ -457,8 +464,8 @@ def disable() -> None:
     if "track" in _PLAIN:
         from .decorator import track
 
-        track.__enter__, track.__exit__ = _PLAIN.pop("track")
+        track.__enter__, track.__exit__ = _PLAIN.pop("track")  # type: ignore[method-assign]
     if "generation" in _PLAIN:
         from .generation import track_generation
 
-        track_generation.token = _PLAIN.pop("generation")
+        track_generation.token = _PLAIN.pop("generation")  # type: ignore[method-assign]
