@@ -408,6 +408,21 @@ class Client:
         for t in ts:
             t.join()
 
+    def trickle_until(self, cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+        """One request at a time, a short pause between, until ``cond()`` holds: every worker
+        then waits in accept, so a freshly started one gets requests too, and no worker runs
+        into its request limit on the way (under full load one busy worker can keep recycling
+        while its new sibling is still booting)."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{what}: not seen after {timeout:.0f}s ({self.ok} answered 200 by "
+                    f"{sorted(self.pids)}, {len(self.failed)} failed: {self.failed[-3:]})"
+                )
+            self.one()
+            time.sleep(0.02)
+
     def run_until(self, cond: Callable[[], bool], what: str) -> None:
         """Send rounds of requests until ``cond()`` holds."""
         sent = 0
@@ -497,7 +512,7 @@ def shut_down(client: Client, server: Proc, workers: int) -> None:
         now = worker_pids(server.pid)
         return len(now) == workers and now <= client.pids
 
-    client.run_until(all_answered, "every running worker to answer")
+    client.trickle_until(all_answered, "every running worker to answer")
     server.signal(signal.SIGTERM)
     rc = server.wait(STOP_TIMEOUT)
     server.wait_group_gone(STOP_TIMEOUT)

@@ -100,6 +100,7 @@ def test_concurrency_runs_requests_in_parallel():
 
 
 def test_errors_propagate_after_the_workers_stop():
+    before = threading.active_count()  # other tests' threads may still be winding down
     for concurrency in (1, 3):
         counter = itertools.count(1)  # next() on a count is atomic under the GIL
 
@@ -109,7 +110,7 @@ def test_errors_propagate_after_the_workers_stop():
 
         with pytest.raises(RuntimeError, match="provider crashed"):
             run(flaky, FAST, concurrency)
-        assert threading.active_count() < 10  # no worker left behind
+        assert threading.active_count() <= before  # no worker left behind
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])
