@@ -21,7 +21,15 @@ are stable) for each variant, so instrumenting one never touches another:
                     an exporter that discards; no span around the calls, so root spans are
                     limited to the default 100/s. Target: at most 1.15x raw on the Add model;
 * ``traced (in span)`` the same inside a sampled parent span (attached per call): every call is
-                    a sampled child span, the cost a request trace pays per inference.
+                    a sampled child span, the cost a request trace pays per inference;
+* ``prometheus_client`` a raw session timed by hand into a labelled
+                    ``prometheus_client.Histogram`` (``observe``), the peer a user would reach for;
+* ``otel histogram`` the same into an OTel SDK histogram (``record``), with the ``otel`` extra.
+
+``--threads N`` runs every block on N threads at once (the same session per variant; ONNX Runtime
+sessions are thread-safe), per-call time = the block's wall time / its calls. After the table,
+"added vs prometheus_client" is the median over rounds of (variant - raw) / (prometheus_client -
+raw): the share of a hand-written prometheus_client timing that the shim costs.
 
 After a warm-up, every round runs one block of N calls per variant, rotating the order each round
 so drift (thermal, frequency, noisy neighbours) hits all variants alike. Each round gives a
@@ -118,6 +126,7 @@ def build_variants(name: str, shim: Shim | None) -> dict[str, Infer]:
         variants["instrumented"] = _caller(instrument_session(_session(model), model=name))
         variants["decorated"] = profiled(model=name)(_caller(_session(model)))
         variants.update(traced_variants(name, model, instrument_session))
+        variants.update(peer_variants(name, model))
         if ort.InferenceSession.run is not raw_run:
             print("warning: the shim patched InferenceSession.run; raw baselines are instrumented")
     return variants
@@ -158,12 +167,70 @@ def traced_variants(name: str, model: bytes, instrument_session: Callable[..., A
     return {"traced": traced, "traced (in span)": infer_in_span}
 
 
+def peer_variants(name: str, model: bytes) -> dict[str, Infer]:
+    """A raw session timed into prometheus_client's and (with the otel extra) the OTel SDK's
+    histogram: what the same measurement costs with the libraries people use."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    hist = Histogram(
+        "bench_inference_seconds", "bench", ["model"], registry=CollectorRegistry()
+    ).labels(name)
+    prom_run = _session(model).run
+    clock = time.perf_counter
+
+    def prom(feeds: dict[str, np.ndarray]) -> Any:
+        t0 = clock()
+        out = prom_run(None, feeds)
+        hist.observe(clock() - t0)
+        return out
+
+    out: dict[str, Infer] = {"prometheus_client": prom}
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+    except ImportError:
+        return out
+    record = MeterProvider().get_meter("bench").create_histogram("bench.inference").record
+    otel_run = _session(model).run
+    attrs = {"model": name}
+
+    def otel(feeds: dict[str, np.ndarray]) -> Any:
+        t0 = clock()
+        result = otel_run(None, feeds)
+        record(clock() - t0, attrs)
+        return result
+
+    out["otel histogram"] = otel
+    return out
+
+
+THREADS = 1  # set from --threads
+
+
 def time_block(infer: Infer, feeds: dict[str, np.ndarray], calls: int) -> float:
-    """Seconds per call over ``calls`` back-to-back calls."""
+    """Seconds per call over ``calls`` calls, back to back on ``THREADS`` threads at once."""
+    if THREADS == 1:
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            infer(feeds)
+        return (time.perf_counter_ns() - start) / calls / 1e9
+    import threading
+
+    per = max(1, calls // THREADS)
+    go = threading.Barrier(THREADS + 1)
+
+    def work() -> None:
+        go.wait()
+        for _ in range(per):
+            infer(feeds)
+
+    threads = [threading.Thread(target=work) for _ in range(THREADS)]
+    for th in threads:
+        th.start()
+    go.wait()
     start = time.perf_counter_ns()
-    for _ in range(calls):
-        infer(feeds)
-    return (time.perf_counter_ns() - start) / calls / 1e9
+    for th in threads:
+        th.join()
+    return (time.perf_counter_ns() - start) / (per * THREADS) / 1e9
 
 
 def auto_calls(variants: dict[str, Infer], feeds: dict[str, np.ndarray]) -> int:
@@ -190,6 +257,21 @@ def run_interleaved(
         for n in names[k:] + names[:k]:
             samples[n].append(time_block(variants[n], feeds, calls))
     return samples
+
+
+def added_vs_peer(samples: dict[str, list[float]], peer: str = "prometheus_client") -> dict:
+    """Per variant, the median over rounds of (variant - raw) / (peer - raw)."""
+    raw, ref = samples["raw"], samples.get(peer)
+    if ref is None:
+        return {}
+    out = {}
+    for name, times in samples.items():
+        if name in ("raw", "raw-2 (null)", peer):
+            continue
+        shares = [(t - b) / (p - b) for t, b, p in zip(times, raw, ref) if p > b]
+        if shares:
+            out[name] = statistics.median(shares)
+    return out
 
 
 def summarize(samples: dict[str, list[float]]) -> dict[str, VariantResult]:
@@ -238,6 +320,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"calls per block; 0 sizes blocks to ~{BLOCK_SECONDS * 1e3:.0f} ms each",
     )
     p.add_argument("--raw-only", action="store_true", help="skip the shim: null check only")
+    p.add_argument("--threads", type=int, default=1, help="threads calling each variant at once")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     p.add_argument("--check", action="store_true", help=f"exit 1 if ratio > {TARGET_RATIO}")
     return p.parse_args(argv)
@@ -245,6 +328,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    global THREADS
+    THREADS = max(1, args.threads)
     shim = None if args.raw_only else load_shim()
     if isinstance(shim, str):
         print(f"ortel shim not importable ({shim}); measuring raw sessions only")
@@ -257,9 +342,19 @@ def main(argv: list[str] | None = None) -> int:
         calls = args.calls_per_round or auto_calls(variants, feeds)
         warm_up(variants, feeds, calls)
         samples = run_interleaved(variants, feeds, args.rounds, calls)
-        results[name] = {"calls_per_round": calls, "variants": summarize(samples)}
+        results[name] = {
+            "calls_per_round": calls,
+            "variants": summarize(samples),
+            "added_vs_prometheus_client": added_vs_peer(samples),
+        }
 
+    print(f"threads: {THREADS}")
     print_table(results)
+    for model, res in results.items():
+        shares = res["added_vs_prometheus_client"]
+        if shares:
+            text = ", ".join(f"{v} {s:.2f}" for v, s in shares.items())
+            print(f"{model}: added cost vs prometheus_client's observe: {text}")
     ok = check_target(results)
     if ok is not None:
         verdict = "PASS" if ok else "FAIL"
@@ -285,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             "models": {
                 m: {
                     "calls_per_round": r["calls_per_round"],
+                    "added_vs_prometheus_client": r["added_vs_prometheus_client"],
                     "variants": {v: asdict(x) for v, x in r["variants"].items()},
                 }
                 for m, r in results.items()
