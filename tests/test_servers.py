@@ -73,3 +73,14 @@ def test_a_server_imported_later_is_hooked_on_a_later_call(monkeypatch, fake_uvi
     servers.hook_servers(flush)  # as the next flush does
     asyncio.run(mod.Server().shutdown())
     assert order == ["shutdown", "flush"]
+
+
+def test_a_failing_flush_does_not_break_the_shutdown(fake_uvicorn):
+    mod, order = fake_uvicorn
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    servers.hook_servers(broken)
+    assert asyncio.run(mod.Server().shutdown()) == "done"
+    assert order == ["shutdown"]

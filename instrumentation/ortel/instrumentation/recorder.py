@@ -300,8 +300,10 @@ class Recorder:
         self._depth -= 1
         if not self._depth and self._pending_signal:
             signum, self._pending_signal = self._pending_signal, 0
-            self.flush()
-            _die(signum)
+            try:
+                self.flush()
+            finally:  # the signal was meant to end the process: it does, flushed or not
+                _die(signum)
 
     def busy_here(self) -> bool:
         """Whether this thread is inside a fold or flush of this recorder."""

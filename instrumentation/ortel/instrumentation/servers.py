@@ -13,9 +13,12 @@ ortel before uvicorn, or uvicorn before ortel (a preloading gunicorn master), is
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("ortel.instrumentation")
 
 # module -> (class, coroutine method after which the server has served its last request)
 SUPPORTED: dict[str, tuple[str, str]] = {"uvicorn.server": ("Server", "shutdown")}
@@ -45,6 +48,9 @@ def _flush_after(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
             return await wrapped(*args, **kwargs)
         finally:
             for flush in list(_flushes):
-                flush()
+                try:
+                    flush()
+                except Exception:  # the server's shutdown must go on whatever ortel does
+                    log.exception("ortel: flush after the server's shutdown failed")
 
     return shutdown()
