@@ -101,8 +101,11 @@ class track:  # noqa: N801 - used like a function: ``with track(model=...) as t`
         )
         self.items = items
         self._t0 = 0
+        self._otel: tuple[Any, Any, Any] | None = None
 
     def __enter__(self) -> track:
+        spans = tracing.ACTIVE  # spans on: the block is a span too
+        self._otel = None if spans is None else spans.open_track(self)
         self._t0 = perf_counter_ns()
         return self
 
@@ -112,12 +115,16 @@ class track:  # noqa: N801 - used like a function: ``with track(model=...) as t`
         if exc is not None:
             if isinstance(exc, Exception):
                 s.error(dt, exc)
-            return
-        if s.claim_cold():
-            s.set_first_inference(dt * 1e-9)
-        s.ok.append(dt)
-        if self.items is not None:
-            s.items.append(int(self.items))
+        else:
+            if s.claim_cold():
+                s.set_first_inference(dt * 1e-9)
+            s.ok.append(dt)
+            if self.items is not None:
+                s.items.append(int(self.items))
+        if self._otel is not None:
+            spans, span, token = self._otel
+            self._otel = None
+            spans.close_track(span, token, exc, self.items)
 
     async def __aenter__(self) -> track:
         return self.__enter__()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from time import perf_counter_ns
 from typing import Any
 
+from . import tracing
 from .recorder import RECORDER, Recorder, Series
 
 
@@ -55,9 +56,12 @@ class track_generation:  # noqa: N801 - used like a function: ``with track_gener
         now = perf_counter_ns()
         if self._last:
             self._itl(now - self._last)
+            self._last = now
         else:
             self._ttft(now - self._t0)
-        self._last = now
+            self._last = now
+            if tracing.ACTIVE is not None:  # spans on: the first token is an event of the span
+                tracing.ACTIVE.first_token(self)
         self.generated += count
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:

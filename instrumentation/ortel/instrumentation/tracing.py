@@ -362,68 +362,41 @@ class InferenceSpans:
         return wrapper
 
     # -- track ---------------------------------------------------------------------------------
-    def track_methods(
-        self, plain_exit: Callable[..., None]
-    ) -> tuple[Callable[..., Any], Callable[..., None]]:
-        """``(__enter__, __exit__)`` for ``track``: a span current for the block."""
-        clock, want, start_span, kind, fail = (
-            perf_counter_ns,
-            self.want,
-            self.tracer.start_span,
-            self._kind,
-            self._fail,
-        )
-        attach, detach, in_context = self._attach, self._detach, self._in_context
+    def open_track(self, block: Any) -> tuple[InferenceSpans, Any, Any] | None:
+        """A span current for a ``track`` block, when one is wanted: ``(self, span, token)``,
+        kept by the block and handed back to ``close_track`` when it ends."""
+        if not self.want(perf_counter_ns()):
+            return None
+        st = block._series.state
+        attrs = {"ortel.model": st.model, "ortel.provider": st.provider}
+        span = self.tracer.start_span(TRACK_SPAN, kind=self._kind, attributes=attrs)
+        return self, span, self._attach(self._in_context(span))
 
-        def __enter__(self_: Any) -> Any:
-            self_._otel = None
-            if want(clock()):
-                st = self_._series.state
-                attrs = {"ortel.model": st.model, "ortel.provider": st.provider}
-                span = start_span(TRACK_SPAN, kind=kind, attributes=attrs)
-                self_._otel = (span, attach(in_context(span)))
-            self_._t0 = clock()
-            return self_
-
-        def __exit__(self_: Any, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-            plain_exit(self_, exc_type, exc, tb)
-            otel = getattr(self_, "_otel", None)  # None too if entered before enable()
-            if otel is None:
-                return
-            span, token = otel
-            self_._otel = None
-            detach(token)
-            if exc is not None:
-                fail(span, exc)
-            elif self_.items is not None:
-                span.set_attribute("ortel.batch_size", int(self_.items))
-            span.end()
-
-        return __enter__, __exit__
+    def close_track(
+        self, span: Any, token: Any, exc: BaseException | None, items: int | None
+    ) -> None:
+        self._detach(token)
+        if exc is not None:
+            self._fail(span, exc)
+        elif items is not None:
+            span.set_attribute("ortel.batch_size", int(items))
+        span.end()
 
     # -- generation ----------------------------------------------------------------------------
-    def first_token_method(self, plain_token: Callable[..., None]) -> Callable[..., None]:
-        """``track_generation.token`` that adds ``ortel.first_token`` to the current span."""
+    def first_token(self, generation: Any) -> None:
+        """Add ``ortel.first_token`` to the current span when a generation's first token came."""
         from opentelemetry import trace
 
-        get_span = trace.get_current_span
-
-        def token(self_: Any, count: int = 1) -> None:
-            first = not self_._last
-            plain_token(self_, count)
-            if first:
-                span = get_span()
-                if span.is_recording():
-                    st = self_._series.state
-                    span.add_event(
-                        FIRST_TOKEN_EVENT,
-                        {
-                            "ortel.model": st.model,
-                            "ortel.time_to_first_token": (self_._last - self_._t0) * 1e-9,
-                        },
-                    )
-
-        return token
+        span = trace.get_current_span()
+        if span.is_recording():
+            st = generation._series.state
+            span.add_event(
+                FIRST_TOKEN_EVENT,
+                {
+                    "ortel.model": st.model,
+                    "ortel.time_to_first_token": (generation._last - generation._t0) * 1e-9,
+                },
+            )
 
 
 def _ort_values_batch(args: tuple, kwargs: dict, first: str) -> int:
@@ -432,40 +405,15 @@ def _ort_values_batch(args: tuple, kwargs: dict, first: str) -> int:
 
 
 # -- switching it on and off -----------------------------------------------------------------
-_PLAIN: dict[str, Any] = {}
-
-
 def enable(spans: InferenceSpans) -> None:
     """Sessions and ``@profiled`` functions instrumented from now on, and every ``track`` and
-    ``track_generation`` block, emit spans through ``spans``."""
+    ``track_generation`` block entered from now on, emit spans through ``spans``. The blocks ask
+    ``ACTIVE`` when they start; nothing of theirs is replaced."""
     global ACTIVE
-    from .decorator import track
-
-    disable()
     ACTIVE = spans
-    _PLAIN["track"] = (track.__enter__, track.__exit__)
-    track.__enter__, track.__exit__ = spans.track_methods(  # type: ignore[method-assign]
-        track.__exit__
-    )
-    try:
-        from .generation import track_generation
-    except ImportError:  # generation tracking not present in this build
-        return
-    _PLAIN["generation"] = track_generation.token
-    track_generation.token = spans.first_token_method(  # type: ignore[method-assign]
-        track_generation.token
-    )
 
 
 def disable() -> None:
-    """Back to plain wrappers for what is instrumented from now on (and plain ``track``)."""
+    """Back to plain wrappers for what is instrumented, and blocks entered, from now on."""
     global ACTIVE
     ACTIVE = None
-    if "track" in _PLAIN:
-        from .decorator import track
-
-        track.__enter__, track.__exit__ = _PLAIN.pop("track")  # type: ignore[method-assign]
-    if "generation" in _PLAIN:
-        from .generation import track_generation
-
-        track_generation.token = _PLAIN.pop("generation")  # type: ignore[method-assign]
