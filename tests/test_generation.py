@@ -205,4 +205,4 @@ def test_fork_reset_clears_generation_buffers():
     s = rec.series("llm", "cpu")
     s.ttft.append(1), s.itl.append(1), s.tokens.append((1, 1))
     rec.reset()
-    assert s.ttft == [] and s.itl == [] and s.tokens == []
+    assert len(s.ttft) == len(s.itl) == 0 and s.tokens == []

@@ -58,7 +58,7 @@ def test_off_by_default_the_hot_path_is_untouched():
     s = instrument_session(session(), "cnn", recorder=Recorder())
     s.run(None, FEEDS)  # past the cold call: the steady wrapper is in place
     assert "_ortel_op_sampler" not in vars(s)
-    assert s.run.__qualname__ == "_warm_run.<locals>.run"
+    assert s.run.__qualname__ == "run.<locals>.run"
 
 
 def test_sampled_inferences_become_operator_metrics():

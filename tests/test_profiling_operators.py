@@ -44,6 +44,24 @@ def test_warm_up_runs_are_dropped_and_nodes_summed():
     assert softmax["share"] == pytest.approx(3 / 24)
 
 
+def test_byte_sizes_and_median_land_in_their_own_fields():
+    # Distinct sizes: a row built positionally after median_seconds was added to OpRow shifted
+    # them by one field (output -> median, activation -> output, parameter -> activation).
+    sizes = {"output_size": "11", "activation_size": "22", "parameter_size": "33"}
+    events = [
+        run(0, 100), node("fc", 10, 10, **sizes),
+        run(100, 100), node("fc", 110, 12, **sizes),
+        run(200, 100), node("fc", 210, 50, **sizes),
+    ]  # fmt: skip
+    (fc,) = ops.parse_trace(events).nodes
+    assert (fc.output_bytes, fc.activation_bytes, fc.parameter_bytes) == (11, 22, 33)
+    assert fc.calls == 3
+    assert fc.median_seconds == pytest.approx(12e-6)  # not the mean (24e-6)
+    assert fc.mean_seconds == pytest.approx(24e-6)
+    row = ops.OperatorProfile(1, None, [fc]).to_json()["nodes"][0]
+    assert (row["output_bytes"], row["activation_bytes"], row["parameter_bytes"]) == (11, 22, 33)
+
+
 def test_real_profiled_pass(tmp_path: Path):
     path = tmp_path / "cnn.onnx"
     path.write_bytes(cnn_model())

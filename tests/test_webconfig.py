@@ -90,6 +90,24 @@ def test_tls_defaults_to_tls12_and_no_client_certificates(tmp_path: Path) -> Non
     assert (web.tls.min_version, web.tls.client_auth_type) == ("TLS12", "NoClientCert")
 
 
+def test_a_null_min_version_means_the_default_tls12(tmp_path: Path, pki: PKI) -> None:
+    cfg = write(
+        tmp_path / "w.yml",
+        f"""
+tls_server_config:
+  cert_file: {pki.server_cert}
+  key_file: {pki.server_key}
+  min_version: null
+  max_version: null
+""",
+    )
+    web = parse_web_config(cfg)
+    assert web.tls is not None
+    assert (web.tls.min_version, web.tls.max_version) == ("TLS12", None)
+    # The null used to reach the TLS context as a version name and fail there with KeyError.
+    assert wc.ssl_context(web.tls).minimum_version == ssl.TLSVersion.TLSv1_2
+
+
 BAD = {
     "not yaml": ("tls_server_config: [", "not valid YAML"),
     "top level list": ("- a\n- b\n", "top level must be a mapping"),
@@ -97,6 +115,15 @@ BAD = {
     "http_server_config": ("http_server_config: {http2: true}\n", "not supported"),
     "tls not a mapping": ("tls_server_config: yes\n", "must be a mapping"),
     "missing key_file": ("tls_server_config: {cert_file: a}\n", "key_file is required"),
+    # An explicit null is as missing as an absent key: it would reach the TLS context as None.
+    "null cert_file": (
+        "tls_server_config: {cert_file: null, key_file: b}\n",
+        "tls_server_config.cert_file is required",
+    ),
+    "null key_file": (
+        "tls_server_config: {cert_file: a, key_file: ~}\n",
+        "tls_server_config.key_file is required",
+    ),
     "unknown tls key": (
         "tls_server_config: {cert_file: a, key_file: b, certfile: c}\n",
         "unknown key tls_server_config.certfile",

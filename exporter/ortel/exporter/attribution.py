@@ -311,6 +311,7 @@ class Attribution:
     def _idle_ratio(self, src: _Source, base: _Base, now: float) -> float:
         """Share of the interval's energy that is idle power."""
         watts = src.watts
+        measured_idle: float | None
         if watts is not None:
             base.watts = watts
             lowest = self._idle.setdefault(src.key, _TrailingMin(self.idle_window_seconds))
@@ -444,7 +445,7 @@ class Attribution:
         for pid, share in shares.items():
             w = weights.get(pid)
             total = sum(w.values()) if w else 0.0
-            if total <= 0:
+            if not w or total <= 0:
                 continue  # no inference in the window: this process's share stays unattributed
             for model, x in w.items():
                 j = active * share * x / total

@@ -146,6 +146,7 @@ class Daemon:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # bind stored getsockname(): a str host, never bytes
         scheme = "https" if self.security.policy.ssl_context is not None else "http"
         return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
 

@@ -74,6 +74,7 @@ def otel_table() -> str:
         "|---|---|---|---|---|",
     ]
     for m in catalog.all_metrics():
+        assert m.otel_name is not None  # every catalogue metric has one (tests/test_catalog.py)
         semconv = "" if m.otel_name.startswith("ortel.") else " (semconv)"
         rows.append(
             f"| `{m.name}` | `{m.otel_name}`{semconv} | {m.otel_instrument} | `{m.otel_unit}` "
@@ -140,6 +141,12 @@ SECTIONS: dict[str, Callable[[], str]] = {
 }
 
 
+def _between_markers(body: str) -> Callable[[re.Match[str]], str]:
+    """A re.sub replacement: body (taken literally, no backslash escapes) between the two kept
+    marker groups."""
+    return lambda m: m.group(1) + body + "\n" + m.group(2)
+
+
 def render(text: str) -> str:
     """Regenerate every generated block the text has (README.md: metrics, collectors, options;
     docs/otel.md: otel); a text with none is an error."""
@@ -151,8 +158,7 @@ def render(text: str) -> str:
         if not pattern.search(text):
             continue
         found += 1
-        body = make()
-        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+        text = pattern.sub(_between_markers(make()), text)
     if not found:
         raise ValueError("no <!-- generated:NAME --> block to render")
     return text

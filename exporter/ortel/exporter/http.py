@@ -27,6 +27,9 @@ from .webconfig import Security
 
 log = logging.getLogger("ortel.exporter")
 
+# What socketserver hands its request methods: a socket, or (data, socket) for datagrams.
+_Request = socket.socket | tuple[bytes, socket.socket]
+
 # A client gets this long per socket operation (TLS handshake, reading the request, each write):
 # a stalled or malicious client holds one thread for at most this long, never the server.
 SOCKET_TIMEOUT = 10.0
@@ -67,20 +70,20 @@ class Server(ThreadingHTTPServer):
         self._idle = threading.Condition()
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
-    def process_request(self, request: socket.socket, client_address: object) -> None:
+    def process_request(self, request: _Request, client_address: object) -> None:
         # Counted here, in the accepting thread, so drain() cannot miss a connection whose
         # thread has not started yet.
         with self._idle:
             self.inflight += 1
         try:
-            super().process_request(request, client_address)  # type: ignore[arg-type]
+            super().process_request(request, client_address)
         except BaseException:
             self._done()
             raise
 
-    def process_request_thread(self, request: socket.socket, client_address: object) -> None:
+    def process_request_thread(self, request: _Request, client_address: object) -> None:
         try:
-            super().process_request_thread(request, client_address)  # type: ignore[arg-type]
+            super().process_request_thread(request, client_address)
         finally:
             self._done()
 
@@ -89,10 +92,11 @@ class Server(ThreadingHTTPServer):
             self.inflight -= 1
             self._idle.notify_all()
 
-    def finish_request(self, request: socket.socket, client_address: object) -> None:
+    def finish_request(self, request: _Request, client_address: object) -> None:
         ctx = None if self.security is None else self.security.current().ssl_context
-        if ctx is None:
-            super().finish_request(request, client_address)  # type: ignore[arg-type]
+        # A TCP server's requests are always sockets; the tuple form is for datagram servers.
+        if ctx is None or not isinstance(request, socket.socket):
+            super().finish_request(request, client_address)
             return
         request.settimeout(SOCKET_TIMEOUT)  # the handshake, before the handler sets its own
         try:

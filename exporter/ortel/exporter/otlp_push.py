@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import os
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +58,12 @@ def otel_installed() -> bool:
         return False
 
 
-def settings_from(params: dict[str, Any], env: dict[str, str] | None = None) -> OtlpSettings | None:
+def settings_from(
+    params: dict[str, Any], env: Mapping[str, str] | None = None
+) -> OtlpSettings | None:
     """Validated OTLP settings, or None when the push is off. Raises ValueError (one line)."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     endpoint = params.get("otlp_endpoint") or None
     from_env = [v for v in ENDPOINT_ENVS if env.get(v)]
     if endpoint is None and not from_env:

@@ -274,7 +274,9 @@ class Top:
         quantiles: dict[tuple[str, ...], float] = {}
         for labels, value in s.get(c.LATENCY_QUANTILE.name, ()):
             if not math.isnan(value):
-                quantiles[(*_key(labels, ml), labels.get("quantile", ""))] = value
+                # Key built apart: mypy's parser takes `d[(*a, b)]` for 3.11's `d[*a, b]`.
+                key = (*_key(labels, ml), labels.get("quantile", ""))
+                quantiles[key] = value
         # Attributed joules per inference, per model: a measurement where one exists.
         energy: dict[str, tuple[float, bool]] = {}
         for labels, value in s.get(c.ENERGY_PER_INFERENCE.name, ()):

@@ -132,13 +132,17 @@ def _tls(d: object, base: Path, where: str) -> TLSSettings:
         if k not in TLS_KEYS:
             known = ", ".join(sorted(TLS_KEYS))
             raise WebConfigError(f"{where}: unknown key tls_server_config.{k} (known: {known})")
+    # An explicit null counts as missing: it would reach the TLS context as a None path.
     for k in ("cert_file", "key_file"):
-        if k not in d:
+        if d.get(k) is None:
             raise WebConfigError(f"{where}: tls_server_config.{k} is required")
 
     def path(k: str) -> Path | None:
         v = d.get(k)
         return None if v is None else base / _str(v, f"{where}: tls_server_config.{k}")
+
+    def required(k: str) -> Path:
+        return base / _str(d[k], f"{where}: tls_server_config.{k}")
 
     auth = d.get("client_auth_type") or "NoClientCert"
     if auth in UNSUPPORTED_CLIENT_AUTH:
@@ -163,22 +167,26 @@ def _tls(d: object, base: Path, where: str) -> TLSSettings:
         raise WebConfigError(f"{where}: client_allowed_sans must be a list of names")
     if sans and auth == "NoClientCert":
         raise WebConfigError(f"{where}: client_allowed_sans needs client certificates")
-    versions = {}
-    for k, default in (("min_version", "TLS12"), ("max_version", None)):
-        v = d.get(k, default)
+
+    def version(k: str) -> str | None:
+        v = d.get(k)
         if v is not None and v not in TLS_VERSIONS:
             raise WebConfigError(
                 f"{where}: tls_server_config.{k} {v!r} is not one of {', '.join(TLS_VERSIONS)}"
             )
-        versions[k] = v
+        return v
+
+    # A null minimum means the default, as an absent one does: None maps to no TLS version.
+    min_version = version("min_version") or "TLS12"
+    max_version = version("max_version")
     return TLSSettings(
-        cert_file=path("cert_file"),  # type: ignore[arg-type]  # required above
-        key_file=path("key_file"),  # type: ignore[arg-type]
+        cert_file=required("cert_file"),
+        key_file=required("key_file"),
         client_ca_file=ca,
         client_auth_type=auth,
         client_allowed_sans=frozenset(sans),
-        min_version=versions["min_version"],
-        max_version=versions["max_version"],
+        min_version=min_version,
+        max_version=max_version,
     )
 
 
@@ -307,7 +315,9 @@ class Policy:
         # does not tell which user names exist.
         import bcrypt
 
-        cost = int(BCRYPT_RE.match(next(iter(self.users.values())).decode()).group(1))
+        m = BCRYPT_RE.match(next(iter(self.users.values())).decode())
+        assert m is not None  # parse_web_config admits only hashes that match
+        cost = int(m.group(1))
         return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=max(4, cost)))
 
     def _basic_ok(self, user: str, password: str) -> bool:
@@ -367,8 +377,9 @@ class Policy:
         return self._challenge()
 
 
-def _signature(paths: tuple[Path, ...]) -> tuple:
-    out = []
+def _signature(paths: tuple[Path, ...]) -> tuple[tuple[object, ...], ...]:
+    # (path, mtime, size, inode), or (path, None) for a file that cannot be read.
+    out: list[tuple[object, ...]] = []
     for p in paths:
         try:
             st = os.stat(p)
@@ -392,7 +403,7 @@ class Security:
         self.policy, self._watch = self._load()  # _watch: the files whose change means reload
         self._sig = _signature(self._watch)
         self.last_reload_ok = True
-        self._failed_sig: tuple | None = None
+        self._failed_sig: tuple[tuple[object, ...], ...] | None = None
 
     @property
     def configured(self) -> bool:

@@ -475,10 +475,10 @@ def _dag(graph: Graph | None, keys: list[str]) -> tuple[list[tuple[str, str]], d
                 producers[t] = n.label
     edges: list[tuple[str, str]] = []
     for k in keys:
-        n = label_of.get(k)
-        if n is None:
+        node = label_of.get(k)
+        if node is None:
             continue
-        reads = [t for t in n.inputs if t] + graph.outer_inputs(n)
+        reads = [t for t in node.inputs if t] + graph.outer_inputs(node)
         for t in reads:
             p = producers.get(t)
             if p is not None and p != k:

@@ -269,10 +269,10 @@ def print_summary(a: Analysis, console: Any, top: int = 15) -> None:
         f"{o.accel_speedup:g}x → end-to-end {o.set_speedup_latency:.2f}x latency"
         + ("" if o.set_speedup_energy is None else f", {o.set_speedup_energy:.2f}x energy")
     )
-    for c in o.candidates[:5]:
+    for cand in o.candidates[:5]:
         lines.append(
-            f"  {c.name} ({'+'.join(c.op_types)}): {pct(c.share_time)} → "
-            f"{c.speedup_latency:.2f}x alone"
+            f"  {cand.name} ({'+'.join(cand.op_types)}): {pct(cand.share_time)} → "
+            f"{cand.speedup_latency:.2f}x alone"
         )
     unknown = s["unknown_ops"]
     lines.append("unknown ops: " + (", ".join(unknown) if unknown else "none"))
@@ -296,21 +296,18 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
 
 
 def _roofline_svg(a: Analysis, width: int = 640, height: int = 400) -> str:
-    pts = [
-        r
-        for r in a.rows
-        if r.arithmetic_intensity is not None
-        and r.achieved_flops
-        and r.arithmetic_intensity > 0
-        and not math.isinf(r.arithmetic_intensity)
-    ]
+    pts: list[tuple[Row, float, float]] = []  # (row, arithmetic intensity, achieved FLOP/s)
+    for r in a.rows:
+        ai, flops = r.arithmetic_intensity, r.achieved_flops
+        if ai is not None and flops and ai > 0 and not math.isinf(ai):
+            pts.append((r, ai, flops))
     roof = a.roof
     if not pts:
         return "<p>no node with both FLOPs and bytes known and a measured time</p>"
-    ais = [r.arithmetic_intensity for r in pts] + [roof.ridge]
-    x_lo, x_hi = min(ais) / 4, max(ais) * 4  # type: ignore[type-var]
-    ys = [r.achieved_flops for r in pts] + [roof.peak_flops]
-    y_lo, y_hi = min(ys) / 4, roof.peak_flops * 4  # type: ignore[type-var]
+    ais = [ai for _, ai, _ in pts] + [roof.ridge]
+    x_lo, x_hi = min(ais) / 4, max(ais) * 4
+    ys = [flops for _, _, flops in pts] + [roof.peak_flops]
+    y_lo, y_hi = min(ys) / 4, roof.peak_flops * 4
     ml, mr, mt, mb = 70, 20, 20, 50
     pw, ph = width - ml - mr, height - mt - mb
 
@@ -344,14 +341,14 @@ def _roofline_svg(a: Analysis, width: int = 640, height: int = 400) -> str:
         f"{x(x0):.1f},{y(max(x0 * roof.mem_bw, y_lo)):.1f} {x(xr):.1f},{y(roof.peak_flops):.1f} "
         f'{x(x_hi):.1f},{y(roof.peak_flops):.1f}"/>'
     )
-    for r in pts:
+    for r, ai, flops in pts:
         c = COLORS.get(r.bound, "#999")
         tip = (
-            f"{r.key} ({r.op_type}): {si(r.achieved_flops, 'FLOP/s')}, AI "
-            f"{r.arithmetic_intensity:.3g} FLOP/B, {r.pct_of_roof or 0:.0f}% of roof, {r.bound}"
+            f"{r.key} ({r.op_type}): {si(flops, 'FLOP/s')}, AI "
+            f"{ai:.3g} FLOP/B, {r.pct_of_roof or 0:.0f}% of roof, {r.bound}"
         )
         out.append(
-            f'<circle cx="{x(r.arithmetic_intensity):.1f}" cy="{y(r.achieved_flops):.1f}" r="4" '
+            f'<circle cx="{x(ai):.1f}" cy="{y(flops):.1f}" r="4" '
             f'fill="{c}" fill-opacity="0.75"><title>{_esc(tip)}</title></circle>'
         )
     out.append(

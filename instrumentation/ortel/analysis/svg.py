@@ -75,11 +75,15 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+# Chart data: a list or a 1-D NumPy array (only iterated, more than once).
+Values = Sequence[float] | np.ndarray
+
+
 @dataclass
 class Series:
     name: str
-    xs: Sequence[float]
-    ys: Sequence[float]
+    xs: Values
+    ys: Values
     mode: str = "line"  # line, points, steps
     color: str | None = None
 

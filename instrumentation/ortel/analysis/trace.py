@@ -249,7 +249,8 @@ class TraceAggregator:
             parent = next((k for end, k, t in reversed(stack) if t == tid), None)
             name = ev["name"][: -len(KERNEL_SUFFIX)]
             key = f"{parent}/{name}" if parent else name
-            args = ev.get("args") if isinstance(ev.get("args"), dict) else {}
+            raw_args = ev.get("args")
+            args = raw_args if isinstance(raw_args, dict) else {}
             op = str(args.get("op_name", "?"))
             st = self.nodes.get(key)
             if st is None:

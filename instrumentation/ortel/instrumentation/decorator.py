@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any, TypeVar
 
-from . import tracing
+from . import tracing, wrappers
 from .recorder import RECORDER, Recorder, Series
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,46 +30,7 @@ def profiled(
     series = recorder.series(model, provider, sla_seconds=sla_seconds, buckets=buckets, flops=flops)
 
     def decorate(fn: F) -> F:
-        ok = series.ok.append
-        cold = [True]
-
-        def done(t0: int) -> None:
-            dt = perf_counter_ns() - t0
-            if cold[0]:
-                cold[0] = False
-                series.set_first_inference(dt * 1e-9)
-            ok(dt)
-
-        if tracing.ACTIVE is not None:
-            return tracing.ACTIVE.wrap_function(fn, series, done)  # type: ignore[return-value]
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                t0 = perf_counter_ns()
-                try:
-                    result = await fn(*args, **kwargs)
-                except Exception as exc:
-                    series.error(perf_counter_ns() - t0, exc)
-                    raise
-                done(t0)
-                return result
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t0 = perf_counter_ns()
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                series.error(perf_counter_ns() - t0, exc)
-                raise
-            done(t0)
-            return result
-
-        return wrapper  # type: ignore[return-value]
+        return wrappers.function(fn, series, tracing.ACTIVE)  # type: ignore[return-value]
 
     return decorate
 
@@ -120,7 +79,10 @@ class track:  # noqa: N801 - used like a function: ``with track(model=...) as t`
                 s.set_first_inference(dt * 1e-9)
             s.ok.append(dt)
             if self.items is not None:
-                s.items.append(int(self.items))
+                try:
+                    s.items.append(int(self.items))
+                except OverflowError:  # beyond int64: not a batch size, and never worth raising
+                    pass
         if self._otel is not None:
             spans, span, token = self._otel
             self._otel = None

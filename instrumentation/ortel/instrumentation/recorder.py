@@ -1,11 +1,13 @@
 """The per-process recorder: a hot path that only appends, a fold that does the arithmetic.
 
-The inference thread takes two ``perf_counter_ns`` readings and appends the difference to a list
-(``list.append`` is atomic: no lock, no metrics library). Folding — bucketing, sketching, window
+The inference thread takes two ``perf_counter_ns`` readings and appends the difference to an
+``array('q')`` (``append`` is one C call under the GIL: atomic, no lock, no metrics library, and
+8 bytes per call instead of a list slot plus an int object). Folding — bucketing, sketching, window
 slices, SLA counts — happens in bulk with numpy, on the background flusher thread or when someone
-collects. The fold consumes a buffer with ``del buf[:n]`` after reading its first ``n`` items and
-never replaces the list, so an append racing with a fold lands after ``n`` and is kept: counts are
-exact under any number of threads.
+collects. The fold copies a buffer's first ``n`` values, then removes them with ``del buf[:n]``;
+it never replaces the buffer nor exports its memory (an export would make ``append`` raise), so an
+append racing with a fold lands after ``n`` and is kept: counts are exact under any number of
+threads.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 import threading
 import time
 import weakref
+from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -71,13 +74,13 @@ class Series:
         self.state = state
         self._limiter = limiter
         self._recorder = recorder  # told of changes made outside a fold
-        self.ok: list[int] = []  # durations (ns) of successful calls, appended on the hot path
-        self.items: list[int] = []  # batch sizes, for calls whose batch is known
+        self.ok = array("q")  # durations (ns) of successful calls, appended on the hot path
+        self.items = array("q")  # batch sizes, for calls whose batch is known
         self.errors: list[tuple[int, str]] = []  # (duration ns, exception type): rare, slow path
         # LLM generations (track_generation): first-token and inter-token times (ns), and
         # (generated, prompt) token counts per finished generation. Untouched by inference calls.
-        self.ttft: list[int] = []
-        self.itl: list[int] = []
+        self.ttft = array("q")
+        self.itl = array("q")
         self.tokens: list[tuple[int, int]] = []
         self._sla_ns = None if state.sla_seconds is None else int(state.sla_seconds * 1e9)
         # Integer bounds keep searchsorted on int64 (no float conversion): for integer v,
@@ -113,25 +116,28 @@ class Series:
         """Move the buffers into the folded state; whether there was anything to move. Called
         with the recorder's lock held."""
         st = self.state
-        n = len(self.ok)
+        ok = self.ok
+        n = len(ok)
         moved = bool(n or self.items or self.errors or self.ttft or self.itl or self.tokens)
         # In chunks: temporaries stay under glibc's mmap threshold (128 KiB), so a busy process
         # reuses the same small heap blocks every fold instead of fragmenting its heap.
         for i in range(0, n, FOLD_CHUNK):
-            arr = np.array(self.ok[i : min(i + FOLD_CHUNK, n)], dtype=np.int64)
+            arr = np.frombuffer(ok[i : min(i + FOLD_CHUNK, n)], dtype=np.int64)
             _fold_ok(st, arr, self._bounds_ns, self._sla_ns, now)
         if n:
-            del self.ok[:n]
+            del ok[:n]
         n = len(self.items)
         if n:
-            st.items += sum(self.items[:n])
+            st.items += int(np.frombuffer(self.items[:n], dtype=np.int64).sum())
             del self.items[:n]
         n = len(self.errors)
         if n:
             errs = self.errors[:n]
             del self.errors[:n]
             arr = np.array([d for d, _ in errs], dtype=np.int64)
-            st.error.counts = _add_buckets(st.error.counts, arr, self._bounds_ns)
+            st.error.counts = _add_buckets(
+                st.error.counts, arr, self._bounds_ns, int(arr.min()), int(arr.max())
+            )
             st.error.sum_ns += int(arr.sum())
             st.error.count += n
             admit = self._limiter.admit if self._limiter is not None else None
@@ -151,9 +157,9 @@ def _fold_generation(s: Series) -> None:
     for buf, hist, bounds in ((s.ttft, g.ttft, _TTFT_NS), (s.itl, g.itl, _TPOT_NS)):
         n = len(buf)
         if n:
-            arr = np.array(buf[:n], dtype=np.int64)
+            arr = np.frombuffer(buf[:n], dtype=np.int64)
             del buf[:n]
-            hist.counts = _add_buckets(hist.counts, arr, bounds)
+            hist.counts = _add_buckets(hist.counts, arr, bounds, int(arr.min()), int(arr.max()))
             hist.sum_ns += int(arr.sum())
             hist.count += n
     n = len(s.tokens)
@@ -172,17 +178,33 @@ _TTFT_NS = _bounds_ns(catalog.TTFT_BUCKETS)
 _TPOT_NS = _bounds_ns(catalog.TPOT_BUCKETS)
 
 
-def _add_buckets(counts: list[int], arr: np.ndarray, bounds_ns: np.ndarray) -> list[int]:
-    # side="left": a value equal to a bound belongs to that bound's bucket (Prometheus "le").
-    idx = np.searchsorted(bounds_ns, arr, side="left")
-    add = np.bincount(idx, minlength=len(counts))
-    return [a + int(b) for a, b in zip(counts, add)]
+def _add_buckets(
+    counts: list[int], arr: np.ndarray, bounds_ns: np.ndarray, lo: int, hi: int
+) -> list[int]:
+    """``counts`` plus the bucket counts of ``arr`` (whose min and max are ``lo`` and ``hi``).
+
+    Latencies cluster: only the few bounds inside [lo, hi) need a pass over the values (a
+    vectorised compare, ~1 ns a value); bounds below ``lo`` hold none of them, bounds at or above
+    ``hi`` hold all. A per-value binary search (``searchsorted``) costs ~10 ns a value."""
+    n = len(arr)
+    # "le": a value equal to a bound belongs to that bound's bucket.
+    i0 = int(np.searchsorted(bounds_ns, lo, side="left"))
+    i1 = int(np.searchsorted(bounds_ns, hi, side="left"))
+    le = [0] * i0 + [int(np.count_nonzero(arr <= b)) for b in bounds_ns[i0:i1]]
+    le += [n] * (len(bounds_ns) - i1) + [n]  # +Inf
+    prev = 0
+    out = []
+    for a, c in zip(counts, le):
+        out.append(a + c - prev)
+        prev = c
+    return out
 
 
 def _fold_ok(
     st: SeriesState, arr: np.ndarray, bounds_ns: np.ndarray, sla_ns: int | None, now: float
 ) -> None:
-    st.ok.counts = _add_buckets(st.ok.counts, arr, bounds_ns)
+    lo, hi = int(arr.min()), int(arr.max())
+    st.ok.counts = _add_buckets(st.ok.counts, arr, bounds_ns, lo, hi)
     total = int(arr.sum())
     st.ok.sum_ns += total
     st.ok.count += len(arr)
@@ -194,7 +216,7 @@ def _fold_ok(
     st.sla_violations += v
     st.window.add(
         slice_key(now),
-        (len(arr), total, v, int(arr.min()), int(arr.max())),
+        (len(arr), total, v, lo, hi),
         float(np.dot(seconds, seconds)),
         base,
         per,

@@ -12,10 +12,8 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
-from . import opsampling, tracing
+from . import opsampling, tracing, wrappers
 from .recorder import RECORDER, Recorder, Series
-
-_METHODS = ("run", "run_with_ort_values", "run_with_iobinding")
 
 
 def model_name(session: Any) -> str:
@@ -55,18 +53,13 @@ def instrument_session(
     )
     if load_seconds is not None:
         series.set_load(load_seconds)
-    originals = {m: getattr(session, m) for m in _METHODS if hasattr(session, m)}
+    originals = {m: getattr(session, m) for m in wrappers.SESSION_METHODS if hasattr(session, m)}
     spans = tracing.ACTIVE if spans is None else spans
-    warm = {
-        "run": _warm_run,
-        "run_with_ort_values": _warm_ort_values,
-        "run_with_iobinding": _warm_generic,
-    }
-    if spans is not None:
-        warm = spans.session_wrappers()
     inputs = session.get_inputs()
     first = inputs[0].name if inputs else ""
-    steady = {m: warm[m](fn, series, first) for m, fn in originals.items()}
+    steady = {
+        m: wrappers.SESSION_METHODS[m](fn, series, first, spans) for m, fn in originals.items()
+    }
     sampler = opsampling.attach(session, series, recorder, op_sample_seconds)
     if sampler is not None:  # only then: with sampling off the hot path is exactly as above
         steady = sampler.wrap(steady)
@@ -86,7 +79,7 @@ def uninstrument_session(session: Any) -> None:
     d = vars(session)
     if d.pop("_ortel_series", None) is None:
         return
-    for m in _METHODS:
+    for m in wrappers.SESSION_METHODS:
         d.pop(m, None)
     sampler = d.pop("_ortel_op_sampler", None)
     if sampler is not None:
@@ -108,61 +101,3 @@ def _cold(
             series.set_first_inference((perf_counter_ns() - t0) * 1e-9)
 
     return first_call
-
-
-def _warm_run(orig: Callable[..., Any], series: Series, first: str) -> Callable[..., Any]:
-    ok, items, clock = series.ok.append, series.items.append, perf_counter_ns
-
-    def run(output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
-        t0 = clock()
-        try:
-            out = orig(output_names, input_feed, run_options)
-        except Exception as exc:
-            series.error(clock() - t0, exc)
-            raise
-        ok(clock() - t0)
-        try:  # batch = leading dim of the model's first input; outside the timed span
-            items(len(input_feed[first]))
-        except (KeyError, TypeError):
-            pass
-        return out
-
-    return run
-
-
-def _warm_ort_values(orig: Callable[..., Any], series: Series, first: str) -> Callable[..., Any]:
-    ok, items, clock = series.ok.append, series.items.append, perf_counter_ns
-
-    def run_with_ort_values(
-        output_names: Any, input_dict_ort_values: Any, run_options: Any = None
-    ) -> Any:
-        t0 = clock()
-        try:
-            out = orig(output_names, input_dict_ort_values, run_options)
-        except Exception as exc:
-            series.error(clock() - t0, exc)
-            raise
-        ok(clock() - t0)
-        try:
-            items(input_dict_ort_values[first].shape()[0])
-        except (KeyError, IndexError, TypeError, AttributeError):
-            pass
-        return out
-
-    return run_with_ort_values
-
-
-def _warm_generic(orig: Callable[..., Any], series: Series, first: str) -> Callable[..., Any]:
-    ok, clock = series.ok.append, perf_counter_ns
-
-    def call(*args: Any, **kwargs: Any) -> Any:  # run_with_iobinding: batch not known
-        t0 = clock()
-        try:
-            out = orig(*args, **kwargs)
-        except Exception as exc:
-            series.error(clock() - t0, exc)
-            raise
-        ok(clock() - t0)
-        return out
-
-    return call

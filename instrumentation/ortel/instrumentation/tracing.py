@@ -1,9 +1,10 @@
 """Spans per inference, for processes where OpenTelemetry tracing is configured.
 
 Nothing here runs unless tracing is on: ``enable(InferenceSpans(...))`` (done by the OTel
-instrumentor and ``start_otlp``) makes sessions and ``@profiled`` functions instrumented from then
-on get span-emitting wrappers instead of the plain ones, and swaps ``track``'s methods. Without
-it the hot path is exactly the plain recorder's.
+instrumentor and ``start_otlp``) hands this policy to the wrapper factories (``wrappers``) for
+sessions and ``@profiled`` functions instrumented from then on, and ``track`` and
+``track_generation`` blocks ask for it when they start. Without it the hot path is exactly the
+plain recorder's.
 
 Which calls get a span follows the tracer provider's sampler: a call inside a span is that span's
 child (sampled when the parent is, with the default parent-based sampler). A call with no span
@@ -16,15 +17,14 @@ spans.
 Span: ``onnxruntime.run`` (every run method; ``ortel.run_method`` tells which), the decorated
 function's qualified name, or ``ortel.track``; kind INTERNAL; attributes ``ortel.model``,
 ``ortel.provider``, ``ortel.batch_size`` where known; on an exception the status is ERROR with
-``error.type`` and the exception recorded. The metrics' latency is timed around the call only,
-not the span's own start. A generation tracked with ``track_generation`` adds an
-``ortel.first_token`` event to the current span at its first token.
+``error.type`` (the type only: a message can quote input values). The metrics' latency is timed
+around the call only, not the span's own start. A generation tracked with ``track_generation``
+adds an ``ortel.first_token`` event to the current span at its first token.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import os
 from collections.abc import Callable
@@ -158,229 +158,60 @@ class InferenceSpans:
     def want(self, now: int) -> bool:
         return self.admits(self._current().get(self._span_key), now)
 
-    def _fail(self, span: Any, exc: BaseException) -> None:
+    def want_now(self) -> bool:
+        """``want`` for a call starting now. When no span is current and the root limiter says
+        no (the common case for a tight loop) this costs one ContextVar read and a compare."""
+        now = perf_counter_ns()
+        parent = self._current().get(self._span_key)
+        if parent is not None:
+            return self.admits(parent, now)
+        tat = self._tat  # the root limiter, inlined: this is the hot case
+        if now < tat[0]:
+            return False
+        tat[0] = max(tat[0], now - self._burst) + self._interval
+        return True
+
+    def attributes(self, series: Any, method: str | None = None) -> dict[str, Any]:
+        st = series.state
+        attrs = {"ortel.model": st.model, "ortel.provider": st.provider}
+        if method is not None:
+            attrs["ortel.run_method"] = method
+        return attrs
+
+    def start_run_span(self, attrs: dict[str, Any]) -> Any:
+        return self.tracer.start_span(RUN_SPAN, kind=self._kind, attributes=attrs)
+
+    def fail(self, span: Any, exc: BaseException) -> None:
         # The exception's type only: its message can quote input values (ONNX Runtime's and
         # users' errors do), and ortel never exports inputs. So no record_exception here.
         span.set_attribute("error.type", type(exc).__qualname__)
         span.set_status(self._error(type(exc).__qualname__))
 
-    # -- sessions ----------------------------------------------------------------------------
-    def session_wrappers(self) -> dict[str, Callable[..., Callable[..., Any]]]:
-        """Factories ``(original, series, first_input) -> wrapper``, like session.py's.
+    def open_current(self, name: str, attrs: dict[str, Any]) -> tuple[Any, Any]:
+        """A span made current: ``(span, token)`` for ``close_current``."""
+        span = self.tracer.start_span(name, kind=self._kind, attributes=attrs)
+        return span, self._attach(self._in_context(span))
 
-        When no span is current and the root limiter says no (the common case for a tight
-        loop), a call costs the plain wrapper's work plus one ContextVar read and a compare."""
-        return {
-            "run": self._wrap_run,
-            "run_with_ort_values": functools.partial(
-                self._wrap_generic, batch=_ort_values_batch, method="run_with_ort_values"
-            ),
-            "run_with_iobinding": functools.partial(
-                self._wrap_generic, batch=None, method="run_with_iobinding"
-            ),
-        }
-
-    def _span_call(
-        self,
-        attrs: dict[str, Any],
-        series: Any,
-        call: Callable[[], Any],
-        batch: Callable[[], int] | None,
-    ) -> Any:
-        span = self.tracer.start_span(RUN_SPAN, kind=self._kind, attributes=attrs)
-        clock = perf_counter_ns
-        t0 = clock()  # the metric times the call, not the span's start
-        try:
-            out = call()
-        except Exception as exc:
-            series.error(clock() - t0, exc)
-            self._fail(span, exc)
-            span.end()
-            raise
-        series.ok.append(clock() - t0)
-        if batch is not None:
-            try:
-                n = batch()
-                series.items.append(n)
-                span.set_attribute("ortel.batch_size", n)
-            except (KeyError, IndexError, TypeError, AttributeError):
-                pass
+    def close_current(self, span: Any, token: Any, exc: BaseException | None) -> None:
+        self._detach(token)
+        if isinstance(exc, Exception):  # not for KeyboardInterrupt, SystemExit, cancellation
+            self.fail(span, exc)
         span.end()
-        return out
-
-    def _attrs(self, series: Any, method: str) -> dict[str, Any]:
-        st = series.state
-        return {"ortel.model": st.model, "ortel.provider": st.provider, "ortel.run_method": method}
-
-    def _wrap_run(self, orig: Callable[..., Any], series: Any, first: str) -> Callable[..., Any]:
-        ok, items, clock = series.ok.append, series.items.append, perf_counter_ns
-        current, key, admits = self._current, self._span_key, self.admits
-        tat, burst, interval = self._tat, self._burst, self._interval
-        span_call, attrs = self._span_call, self._attrs(series, "run")
-
-        def run(output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
-            t0 = clock()
-            parent = current().get(key)
-            if parent is None:  # the root limiter, inlined: this is the hot case
-                go = t0 >= tat[0]
-                if go:
-                    tat[0] = max(tat[0], t0 - burst) + interval
-            else:
-                go = admits(parent, t0)
-            if go:
-                return span_call(
-                    attrs,
-                    series,
-                    lambda: orig(output_names, input_feed, run_options),
-                    lambda: len(input_feed[first]),
-                )
-            try:
-                out = orig(output_names, input_feed, run_options)
-            except Exception as exc:
-                series.error(clock() - t0, exc)
-                raise
-            ok(clock() - t0)
-            try:  # batch = leading dim of the model's first input; outside the timed span
-                items(len(input_feed[first]))
-            except (KeyError, TypeError):
-                pass
-            return out
-
-        return run
-
-    def _wrap_generic(
-        self,
-        orig: Callable[..., Any],
-        series: Any,
-        first: str,
-        *,
-        batch: Callable[[tuple, dict, str], int] | None,
-        method: str,
-    ) -> Callable[..., Any]:
-        ok, items, clock = series.ok.append, series.items.append, perf_counter_ns
-        current, key, admits, span_call = (
-            self._current,
-            self._span_key,
-            self.admits,
-            self._span_call,
-        )
-        attrs = self._attrs(series, method)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            t0 = clock()
-            if admits(current().get(key), t0):
-                return span_call(
-                    attrs,
-                    series,
-                    lambda: orig(*args, **kwargs),
-                    None if batch is None else lambda: batch(args, kwargs, first),
-                )
-            try:
-                out = orig(*args, **kwargs)
-            except Exception as exc:
-                series.error(clock() - t0, exc)
-                raise
-            ok(clock() - t0)
-            if batch is not None:
-                try:
-                    items(batch(args, kwargs, first))
-                except (KeyError, IndexError, TypeError, AttributeError):
-                    pass
-            return out
-
-        return call
-
-    # -- @profiled -----------------------------------------------------------------------------
-    def wrap_function(
-        self, fn: Callable[..., Any], series: Any, done: Callable[[int], None]
-    ) -> Callable[..., Any]:
-        """A traced ``@profiled`` wrapper; ``done(t0)`` is the decorator's success bookkeeping.
-        The span is current while ``fn`` runs, so spans ``fn`` makes are its children."""
-        clock, want, start_span, kind, fail = (
-            perf_counter_ns,
-            self.want,
-            self.tracer.start_span,
-            self._kind,
-            self._fail,
-        )
-        attach, detach, in_context = self._attach, self._detach, self._in_context
-        name: str = getattr(fn, "__qualname__", "") or getattr(fn, "__name__", "inference")
-        attrs = {"ortel.model": series.state.model, "ortel.provider": series.state.provider}
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                span = start_span(name, kind=kind, attributes=attrs) if want(clock()) else None
-                token = attach(in_context(span)) if span is not None else None
-                t0 = clock()
-                try:
-                    result = await fn(*args, **kwargs)
-                except Exception as exc:
-                    series.error(clock() - t0, exc)
-                    if span is not None:
-                        fail(span, exc)
-                    raise
-                else:
-                    done(t0)
-                finally:
-                    if token is not None:  # set exactly when span is
-                        detach(token)
-                    if span is not None:
-                        span.end()
-                return result
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t0 = clock()
-            if not want(t0):
-                try:
-                    result = fn(*args, **kwargs)
-                except Exception as exc:
-                    series.error(clock() - t0, exc)
-                    raise
-                done(t0)
-                return result
-            span = start_span(name, kind=kind, attributes=attrs)
-            token = attach(in_context(span))
-            t0 = clock()
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                series.error(clock() - t0, exc)
-                fail(span, exc)
-                raise
-            else:
-                done(t0)
-            finally:
-                detach(token)
-                span.end()
-            return result
-
-        return wrapper
 
     # -- track ---------------------------------------------------------------------------------
     def open_track(self, block: Any) -> tuple[InferenceSpans, Any, Any] | None:
         """A span current for a ``track`` block, when one is wanted: ``(self, span, token)``,
         kept by the block and handed back to ``close_track`` when it ends."""
-        if not self.want(perf_counter_ns()):
+        if not self.want_now():
             return None
-        st = block._series.state
-        attrs = {"ortel.model": st.model, "ortel.provider": st.provider}
-        span = self.tracer.start_span(TRACK_SPAN, kind=self._kind, attributes=attrs)
-        return self, span, self._attach(self._in_context(span))
+        return (self, *self.open_current(TRACK_SPAN, self.attributes(block._series)))
 
     def close_track(
         self, span: Any, token: Any, exc: BaseException | None, items: int | None
     ) -> None:
-        self._detach(token)
-        if exc is not None:
-            self._fail(span, exc)
-        elif items is not None:
+        if exc is None and items is not None:
             span.set_attribute("ortel.batch_size", int(items))
-        span.end()
+        self.close_current(span, token, exc)
 
     # -- generation ----------------------------------------------------------------------------
     def first_token(self, generation: Any) -> None:
@@ -397,11 +228,6 @@ class InferenceSpans:
                     "ortel.time_to_first_token": (generation._last - generation._t0) * 1e-9,
                 },
             )
-
-
-def _ort_values_batch(args: tuple, kwargs: dict, first: str) -> int:
-    feed = args[1] if len(args) > 1 else kwargs["input_dict_ort_values"]
-    return feed[first].shape()[0]
 
 
 # -- switching it on and off -----------------------------------------------------------------

@@ -112,9 +112,9 @@ def parse_trace(events: Sequence[dict[str, Any]], skip_runs: int = 0) -> Operato
                 0.0,
                 0.0,
                 0.0,
-                _int(args.get("output_size")),
-                _int(args.get("activation_size")),
-                _int(args.get("parameter_size")),
+                output_bytes=_int(args.get("output_size")),
+                activation_bytes=_int(args.get("activation_size")),
+                parameter_bytes=_int(args.get("parameter_size")),
             )
         r.calls += 1
         r.total_seconds += e["dur"] * 1e-6
@@ -155,7 +155,7 @@ def analyze(
     prof: OperatorProfile,
     workdir: Path,
     *,
-    shapes: dict[str, list[int]] | None = None,
+    shapes: dict[str, Sequence[int]] | None = None,
     watts: float | None = None,
     power_source: str | None = None,
     threads: int | None = None,

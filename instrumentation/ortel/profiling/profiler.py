@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -64,8 +64,24 @@ class Options:
     label: str | None = None
 
 
+class ProgressReporter(Protocol):
+    """What ``profile`` reports progress to: ``Reporter`` (silent), the CLI's rich progress bars,
+    or any object with these methods."""
+
+    def start(self, total: int) -> None: ...
+
+    def config(self, index: int, label: str) -> None: ...
+
+    def phase(self, phase: str, fraction: float, samples: int) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Reporter:
-    """Progress callbacks; the CLI draws rich progress bars, tests and libraries pass this."""
+    """Progress callbacks that do nothing: the default, and a base for tests and libraries that
+    want only some of them."""
 
     def start(self, total: int) -> None: ...
 
@@ -298,10 +314,12 @@ def _items(feed: dict[str, np.ndarray]) -> int:
     return int(first.shape[0]) if first is not None and first.ndim else 1
 
 
-def profile(opts: Options, workdir: Path, reporter: Reporter | None = None) -> ProfileResult:
+def profile(
+    opts: Options, workdir: Path, reporter: ProgressReporter | None = None
+) -> ProfileResult:
     """Run everything ``opts`` asks for. Raises InputError / ValueError for bad input before
     anything is measured; afterwards failures are recorded in the result, not raised."""
-    rep = reporter or Reporter()
+    rep: ProgressReporter = reporter or Reporter()
     model = Path(opts.model)
     if not model.is_file():
         raise inp.InputError(f"{model}: no such model file")
@@ -337,8 +355,8 @@ def profile(opts: Options, workdir: Path, reporter: Reporter | None = None) -> P
 
     monitor = None
     if opts.power:
-        sampler, why = collector_sampler(opts.sysfs, opts.procfs, opts.power_interval)
-        res.power_unavailable = why
+        sampler, unavailable = collector_sampler(opts.sysfs, opts.procfs, opts.power_interval)
+        res.power_unavailable = unavailable
         if sampler is not None:
             monitor = PowerMonitor(sampler, opts.power_interval).start()
     else:
@@ -511,9 +529,9 @@ def _operators(opts, model, workdir, res, feeds, rep, monitor) -> None:
         watts = source = None
         ph = base.phase
         if monitor is not None and ph is not None:  # power while this configuration ran
-            e = monitor.energy(ph.measure_started, ph.measure_ended)
-            if e is not None:
-                watts, source = e.average_watts, e.source
+            measured = monitor.energy(ph.measure_started, ph.measure_ended)
+            if measured is not None:
+                watts, source = measured.average_watts, measured.source
         prof.analysis = analyze(
             path,
             prof,

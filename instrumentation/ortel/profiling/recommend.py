@@ -74,7 +74,8 @@ def _sweep(ok, base, axis: str, fixed: tuple[str, ...], sla: float | None):
     ids = [c["id"] for c in g]
     within = [c for c in g if sla is None or _p(c, "p99") <= sla]
     sla_note = f", within the p99 target of {sla * 1e3:.3g} ms" if sla is not None else ""
-    if not within:
+    # Without a target, within is all of g (two or more), so only a target can empty it.
+    if sla is not None and not within:
         return [
             _rec(
                 axis,

@@ -13,6 +13,7 @@ Run ids are random UUIDs, so runs made on different hosts merge without clashes
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -258,7 +259,9 @@ class Store:
         return rows[0][0]
 
     def count(self) -> int:
-        return self.con.execute("SELECT count(*) FROM runs").fetchone()[0]
+        row = self.con.execute("SELECT count(*) FROM runs").fetchone()
+        assert row is not None  # an aggregate without GROUP BY always returns one row
+        return row[0]
 
     def list(self, limit: int | None = None, model: str | None = None) -> list[dict[str, Any]]:
         sql = """SELECT r.run_id, r.started, r.label, r.host, r.model_name, r.providers,
@@ -293,7 +296,8 @@ class Store:
         ).fetchnumpy()
         return np.asarray(rows["seconds"], dtype=np.float64)
 
-    def configs(self, run_id: str) -> list[dict[str, Any]]:
+    # builtins.list: in the class body from here on, `list` is the method above.
+    def configs(self, run_id: str) -> builtins.list[dict[str, Any]]:
         cur = self.con.execute(
             "SELECT * FROM configs WHERE run_id = ? ORDER BY config_id", [run_id]
         )
@@ -301,7 +305,7 @@ class Store:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
     # --- export and import -----------------------------------------------------------------
-    def export(self, run_ids: Sequence[str], fmt: str, out: Path) -> list[Path]:
+    def export(self, run_ids: Sequence[str], fmt: str, out: Path) -> builtins.list[Path]:
         """CSV or Parquet: a directory with one file per table; JSON: one file, re-importable."""
         if fmt == "json":
             doc = {
@@ -402,7 +406,9 @@ class Store:
                 f"SELECT run_id FROM {source['runs']} WHERE run_id NOT IN (SELECT run_id FROM runs)"
             ).fetchall()
         ]
-        total = con.execute(f"SELECT count(*) FROM {source['runs']}").fetchone()[0]
+        row = con.execute(f"SELECT count(*) FROM {source['runs']}").fetchone()
+        assert row is not None  # an aggregate without GROUP BY always returns one row
+        total = row[0]
         if new:
             con.execute("BEGIN TRANSACTION")
             try:
