@@ -860,16 +860,17 @@ json_values = st.recursive(
 )
 
 
-def _split(data: bytes) -> tuple[dict, bytes]:
-    n = HEAD.unpack_from(data)[3]
+def _split(data: bytes) -> tuple[dict, bytes, int]:
+    """Metadata, array section and flags (the sketch section's type) of an encoding."""
+    _, _, flags, n = HEAD.unpack_from(data)
     body = HEAD.size + n
-    return json.loads(data[HEAD.size : body]), data[body + (-body % 8) :]
+    return json.loads(data[HEAD.size : body]), data[body + (-body % 8) :], flags
 
 
-def _join(meta: object, arrays: bytes) -> bytes:
+def _join(meta: object, arrays: bytes, flags: int) -> bytes:
     raw = json.dumps(meta, allow_nan=True).encode()
     pad = b"\0" * (-(HEAD.size + len(raw)) % 8)
-    return HEAD.pack(snapshot.MAGIC, VERSION, 0, len(raw)) + raw + pad + arrays
+    return HEAD.pack(snapshot.MAGIC, VERSION, flags, len(raw)) + raw + pad + arrays
 
 
 @PROPERTY_SETTINGS
@@ -882,7 +883,7 @@ def _join(meta: object, arrays: bytes) -> bytes:
     archive=st.booleans(),
 )
 def test_property_metadata_with_a_value_replaced_anywhere(tmp_path_factory, path, value, archive):
-    meta, arrays = _split(GOOD_OTHER)
+    meta, arrays, flags = _split(GOOD_OTHER)
     node = meta
     for key in path[:-1]:
         try:
@@ -894,7 +895,7 @@ def test_property_metadata_with_a_value_replaced_anywhere(tmp_path_factory, path
             node[path[-1]] = value
         except (IndexError, TypeError):
             pass
-    _survives(tmp_path_factory.mktemp("j"), _join(meta, arrays), archive)
+    _survives(tmp_path_factory.mktemp("j"), _join(meta, arrays, flags), archive)
 
 
 def test_the_property_seed_is_a_valid_snapshot(tmp_path):

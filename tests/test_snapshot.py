@@ -3,11 +3,12 @@ of untrusted files (anything malformed is a SnapshotError, never another excepti
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from ortel.core import catalog as c
 from ortel.core import snapshot
+from ortel.core.cardinality import MAX_LABEL_CHARS
 from ortel.core.hist import Hist
 from ortel.core.opstate import OperatorSample, OperatorState
 from ortel.core.sketch import index_of
@@ -93,6 +95,18 @@ def rich_snapshot() -> Snapshot:
     )
 
 
+@contextlib.contextmanager
+def int64_sketches() -> Iterator[None]:
+    """Encode with the int64 sketch section (flags 0), the layout the tests below edit by hand;
+    ``encode`` otherwise picks the narrowest type that holds the counts."""
+    saved = snapshot.SKETCH_TYPES
+    snapshot.SKETCH_TYPES = saved[:1]
+    try:
+        yield
+    finally:
+        snapshot.SKETCH_TYPES = saved
+
+
 def split(data: bytes) -> tuple[dict, bytes]:
     """The metadata document and the raw array section of an encoding (layout per the module
     docstring: header, JSON, zero padding to 8 bytes, arrays)."""
@@ -110,11 +124,13 @@ def join(meta: object, arrays: bytes, version: int = VERSION) -> bytes:
 
 
 def encoded(*states: SeriesState) -> bytes:
-    return encode(Snapshot(list(states), pid=7, start=8, written=NOW))
+    with int64_sketches():
+        return encode(Snapshot(list(states), pid=7, start=8, written=NOW))
 
 
 VALID = encoded(series())
-RICH = encode(Snapshot([rich_series(), series("bert", "cuda", 2)], pid=1, absorbed=["x"]))
+with int64_sketches():
+    RICH = encode(Snapshot([rich_series(), series("bert", "cuda", 2)], pid=1, absorbed=["x"]))
 VALID_META, VALID_ARRAYS = split(VALID)
 
 
@@ -165,11 +181,51 @@ def decodes_or_rejects(data: bytes) -> Snapshot | None:
 
 
 def test_split_and_join_reproduce_an_encoding():
-    data = encode(rich_snapshot())
+    with int64_sketches():
+        data = encode(rich_snapshot())
     assert join(*split(data)) == data
     assert VALID_META["pid"] == 7 and len(VALID_META["series"]) == 1
     (s,) = decode(with_window([200], [[1, 5, 0, 5, 5]], [0.0], [[1]])).series
     assert s.window.keys.tolist() == [200] and s.window.sketch.tolist() == [[1]]
+
+
+@pytest.mark.parametrize(
+    ("top", "code"), [(1, 3), (255, 3), (256, 2), (65_535, 2), (65_536, 1), (2**32, 0)]
+)
+def test_the_sketch_section_takes_the_narrowest_type_that_holds_it(top, code):
+    s = series()
+    s.window = Window(
+        np.array([200], np.int64),
+        np.array([[top + 1, 5 * (top + 1), 0, 5, 5]], np.int64),
+        np.array([0.0]),
+        3,
+        np.array([[top, 0, 0, 1]], np.int64),  # odd widths: the section is padded to 8 bytes
+    )
+    data = encode(Snapshot([s], pid=7))
+    assert HEAD.unpack_from(data)[2] == code
+    (back,) = decode(data).series
+    assert back == s and back.window.sketch.dtype == snapshot.SKETCH_TYPES[code]
+    merged = back.copy()
+    merged.merge(back)  # a narrow decoded sketch becomes int64 before anything adds to it
+    assert merged.window.sketch.dtype == np.int64
+    assert merged.window.sketch.tolist() == [[2 * top, 0, 0, 2]]
+
+
+def test_unknown_flags_and_dirty_padding_are_refused():
+    data = encode(Snapshot([series()], pid=7))
+    flags = HEAD.unpack_from(data)[2]
+    assert flags != 0  # a few calls per bucket: a narrow type
+    bad = bytearray(data)
+    struct.pack_into("<H", bad, 10, flags | 0b100)
+    with pytest.raises(SnapshotError, match="unknown flags"):
+        decode(bytes(bad))
+    w = decode(data).series[0].window
+    assert w.sketch.nbytes % 8  # so the section is padded
+    pad_end = len(data) - 8 * len(w)  # the zero padding ends where the sums of squares start
+    dirty = bytearray(data)
+    dirty[pad_end - 1] = 1
+    with pytest.raises(SnapshotError, match="padding"):
+        decode(bytes(dirty))
 
 
 # --- round trips ---------------------------------------------------------------------------------
@@ -718,3 +774,14 @@ def test_random_metadata_documents_decode_or_raise_snapshot_error(meta):
 
 def test_the_hypothesis_seeds_are_valid():
     assert decodes_or_rejects(RICH) is not None
+
+
+@pytest.mark.parametrize(
+    "model", ["\udcff-not-utf8", "x" * (MAX_LABEL_CHARS + 1), 7], ids=["surrogate", "long", "int"]
+)
+def test_label_values_the_shim_could_not_have_written_are_refused(model):
+    # The shim cleans every value once (valid UTF-8, at most MAX_LABEL_CHARS): the daemon does
+    # not clean again, it refuses a file that breaks the rule.
+    with pytest.raises(SnapshotError, match="model"):
+        decode(set_meta(("series", 0, "model"), model))
+    assert decode(set_meta(("series", 0, "model"), "é" * MAX_LABEL_CHARS)).series

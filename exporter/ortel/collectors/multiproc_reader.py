@@ -10,9 +10,10 @@ ordinary counter reset. This reader is the archive's only writer, so it keeps th
 state in memory and reads the file again only when something else changed it; likewise it
 decodes a process's snapshot again only when the file changed (an idle process leaves it alone).
 
-Label values are cleaned and capped here too (``cardinality``): many processes, each within its own
-caps, can still add up to too many models. The archive is read first, so values already counted
-keep their place across daemon restarts.
+Label values arrive cleaned (the shim cleans them once, when a series is made; the snapshot
+decoder refuses a file whose values are not) and are capped here again (``cardinality``): many
+processes, each within its own caps, can still add up to too many models. The archive is read
+first, so values already counted keep their place across daemon restarts.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pathlib import Path
 
 from ortel.core import snapshot
 from ortel.core.cardinality import LabelLimiter, add_counts
-from ortel.core.exposition import clean_label
 from ortel.core.multiproc_files import SNAPSHOT_RE, lock_name, lock_state, process_start_ticks
 from ortel.core.state import SeriesState, busy_ns, merge_all
 
@@ -118,17 +118,16 @@ class MultiprocReader:
             log.warning("ortel: skipping %s in %s: %s", name, self.directory, why)
 
     def _cap(self, states: list[SeriesState]) -> list[SeriesState]:
-        """Clean and cap the labels of freshly decoded series (renamed in place); series that
-        end up with the same labels are merged. Raises ValueError when those disagree on
-        buckets."""
+        """Cap the labels of freshly decoded series (renamed in place); series that end up with
+        the same labels are merged. Raises ValueError when those disagree on buckets."""
         admit = self.limiter.admit
         for s in states:
-            s.model = admit("model", clean_label(s.model))
-            s.provider = admit("provider", clean_label(s.provider))
+            s.model = admit("model", s.model)
+            s.provider = admit("provider", s.provider)
             if s.error_types:
                 errs: dict[str, int] = {}
                 for k, n in s.error_types.items():
-                    k = admit("error_type", clean_label(k))
+                    k = admit("error_type", k)
                     errs[k] = errs.get(k, 0) + n
                 s.error_types = errs
         if len({s.key for s in states}) == len(states):

@@ -1,4 +1,6 @@
-"""Caps on distinct label values: a process naming models after request ids must not turn into
+"""Label values on the way in: cleaned (``clean_label``) and capped.
+
+Caps on distinct label values: a process naming models after request ids must not turn into
 millions of series in its own memory, in its snapshot files, in the daemon and in Prometheus.
 
 Each capped label admits its first ``limit`` distinct values; every later value becomes
@@ -17,6 +19,19 @@ import threading
 from collections.abc import Mapping
 
 OTHER = "__other__"
+MAX_LABEL_CHARS = 256  # a model name longer than this is a bug upstream, not a label
+
+
+def clean_label(value: str) -> str:
+    """Labels must be valid UTF-8 for every scraper: a stray surrogate (a non-UTF-8 file name
+    decoded with surrogateescape) would otherwise fail the whole scrape. Overlong values are cut."""
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    if len(value) > MAX_LABEL_CHARS:
+        value = value[: MAX_LABEL_CHARS - 1] + "…"
+    return value
+
+
 ENV = "ORTEL_LABEL_LIMITS"
 
 # Generous for real deployments (a host serving 100 models is rare), small enough that a label

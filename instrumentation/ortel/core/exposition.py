@@ -28,20 +28,9 @@ from prometheus_client.openmetrics import exposition as _om
 from prometheus_client.utils import floatToGoString
 from prometheus_client.validation import _is_valid_legacy_metric_name
 
+from .cardinality import MAX_LABEL_CHARS, clean_label
 from .catalog import MetricDef
 from .readings import HistogramValue, Reading, SummaryValue
-
-MAX_LABEL_CHARS = 256  # a model name longer than this is a bug upstream, not a label
-
-
-def clean_label(value: str) -> str:
-    """Labels must be valid UTF-8 for every scraper: a stray surrogate (a non-UTF-8 file name
-    decoded with surrogateescape) would otherwise fail the whole scrape. Overlong values are cut."""
-    if not value.isascii():
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    if len(value) > MAX_LABEL_CHARS:
-        value = value[: MAX_LABEL_CHARS - 1] + "…"
-    return value
 
 
 def _unit(m: MetricDef) -> str:

@@ -5,7 +5,8 @@ state of exited processes in an archive of the same format. Layout (little-endia
 
     magic   8 bytes  b"ORTELSNP"
     version u16      VERSION
-    flags   u16      0
+    flags   u16      bits 0-1: the sketch section's integer type: 0 int64, 1 uint32, 2 uint16,
+                     3 uint8 (the narrowest that holds the largest count); other bits 0
     meta    u32      length of the JSON document that follows
     meta    JSON     process facts, the distinct bucket bounds and, per series, its labels,
                      nanosecond sums and whatever optional parts it has
@@ -15,13 +16,16 @@ state of exited processes in an archive of the same format. Layout (little-endia
     int64[]          every series' ok and error buckets, one after the other
     int64[]          every series' window slice keys (rows), concatenated
     int64[rows, 5]   every series' window rows: count, sum_ns, violations, min_ns, max_ns
-    int64[]          every series' sketch rows (rows x width each), flattened
+    int[]            every series' sketch rows (rows x width each), flattened, in the type the
+                     flags name, then zeros up to a multiple of 8 bytes
     float64[rows]    every series' window sums of squares
 
 The numbers a series holds in bulk (window slices and their sketches) are raw arrays laid out by
 kind across all series, so decoding a snapshot is one JSON parse of a small document plus array
 views, and validating it is a few vectorised checks over the whole file, whatever the number of
-series. A snapshot is untrusted input: anything malformed raises ``SnapshotError``,
+series. Sketch counts are most of a file and are small numbers (a slice's calls spread over
+hundreds of buckets): stored in the narrowest type that holds them, a busy host's daemon reads a
+fraction of the bytes. A snapshot is untrusted input: anything malformed raises ``SnapshotError``,
 and a file of another format or another version is refused, never misread.
 """
 
@@ -38,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from . import catalog as c
+from .cardinality import MAX_LABEL_CHARS
 from .energy import DEVICES
 from .hist import Hist
 from .opstate import MAX_OP_SERIES, OperatorState
@@ -49,13 +54,15 @@ VERSION = 2
 _HEAD = struct.Struct("<8sHHI")
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a snapshot this large is not ours
 MAX_INT = 1 << 96  # counts and sums beyond this are not a real process's
-MAX_LABEL_CHARS = 1024
 MAX_ROWS = 100_000  # window slices of one series
 MAX_BOUNDS = 1_000  # histogram bucket bounds of one series
 # Largest array value accepted: far beyond any real count, and small enough that no sum the
 # checks take (a sketch row, a histogram) can wrap around int64 and pass for another number.
 MAX_ARRAY_VALUE = 1 << 47
 _I8, _F8 = np.dtype("<i8"), np.dtype("<f8")
+# The sketch section's type by flag code, narrowest last; FLAG_SKETCH masks the code.
+SKETCH_TYPES: tuple[np.dtype, ...] = (_I8, np.dtype("<u4"), np.dtype("<u2"), np.dtype("<u1"))
+FLAG_SKETCH = 0b11
 
 
 class SnapshotError(ValueError):
@@ -149,11 +156,20 @@ def encode(snap: Snapshot) -> bytes:
         np.array(heads, _I8).reshape(-1, N_HEAD),
         np.array([n for h in hists for n in h], _I8),
     ]
-    for part, dtype in ((keys, _I8), (wints, _I8), (sketches, _I8), (sumsq, _F8)):
-        parts.append(np.concatenate(part).astype(dtype, copy=False) if part else np.zeros(0, dtype))
+    for part, dtype in ((keys, _I8), (wints, _I8)):
+        parts.append(_joined(part, dtype))
+    sketch = _joined(sketches, _I8)
+    top = int(sketch.max()) if sketch.size else 0
+    code = max(i for i, t in enumerate(SKETCH_TYPES) if top <= np.iinfo(t).max)
+    sketch = sketch.astype(SKETCH_TYPES[code])
+    parts += [sketch, np.zeros(-sketch.nbytes % 8, np.uint8), _joined(sumsq, _F8)]
     return b"".join(
-        [_HEAD.pack(MAGIC, VERSION, 0, len(raw)), raw, pad, *(a.tobytes() for a in parts)]
+        [_HEAD.pack(MAGIC, VERSION, code, len(raw)), raw, pad, *(a.tobytes() for a in parts)]
     )
+
+
+def _joined(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
 
 
 def write(path: Path, snap: Snapshot) -> None:
@@ -206,7 +222,10 @@ def decode(data: bytes | bytearray) -> Snapshot:
 
 
 def _decode(data: bytes) -> Snapshot:
-    _, _, _, meta_len = _HEAD.unpack_from(data)
+    _, _, flags, meta_len = _HEAD.unpack_from(data)
+    if flags & ~FLAG_SKETCH:
+        raise SnapshotError(f"unknown flags {flags:#x}")
+    sketch_type = SKETCH_TYPES[flags & FLAG_SKETCH]
     body = _HEAD.size + meta_len
     if body > len(data):
         raise SnapshotError("truncated")
@@ -236,17 +255,23 @@ def _decode(data: bytes) -> Snapshot:
     sizes = [len(all_bounds[h[BOUNDS]]) + 1 for h in head_list]
     n_hist = 2 * sum(sizes)
     n_rows = int(rows.sum())
-    n_ints = N_HEAD * n + n_hist + n_rows * (1 + N_INTS) + int((rows * widths).sum())
-    if len(data) != body + 8 * (n_ints + n_rows):
+    n_ints = N_HEAD * n + n_hist + n_rows * (1 + N_INTS)
+    n_sketch = int((rows * widths).sum())
+    sketch_bytes = n_sketch * sketch_type.itemsize
+    sketch_at = body + 8 * n_ints
+    sumsq_at = sketch_at + sketch_bytes + (-sketch_bytes % 8)
+    if len(data) != sumsq_at + 8 * n_rows:
         raise SnapshotError("array section does not match the metadata")
+    if any(data[sketch_at + sketch_bytes : sumsq_at]):
+        raise SnapshotError("padding after the sketch section is not zero")
     ints = np.frombuffer(data, _I8, n_ints, body)
     at = N_HEAD * n
     hists = ints[at : at + n_hist]
     at += n_hist
     keys = ints[at : at + n_rows]
     wints = ints[at + n_rows : at + n_rows * (1 + N_INTS)].reshape(n_rows, N_INTS)
-    sketch = ints[at + n_rows * (1 + N_INTS) :]
-    sumsq = np.frombuffer(data, _F8, n_rows, body + 8 * n_ints)
+    sketch = np.frombuffer(data, sketch_type, n_sketch, sketch_at)
+    sumsq = np.frombuffer(data, _F8, n_rows, sumsq_at)
     _check_arrays(ints, heads, sizes, hists, keys, wints, sketch, sumsq)
     series: list[SeriesState] = []
     h = r = k = 0
@@ -287,8 +312,9 @@ def _check_arrays(
 ) -> None:
     """Every array rule, over the whole file at once."""
     # Every count, key, sum and bound is non-negative; every sum of squares finite, >= 0.
-    if len(ints) and (ints.min() < 0 or ints.max() > MAX_ARRAY_VALUE):
-        raise SnapshotError("count out of range")
+    for a in (ints, sketch):
+        if len(a) and a.dtype.kind == "i" and (a.min() < 0 or a.max() > MAX_ARRAY_VALUE):
+            raise SnapshotError("count out of range")
     if len(sumsq) and not (np.isfinite(sumsq).all() and sumsq.min() >= 0):
         raise SnapshotError("sum of squares must be finite and non-negative")
     if not sizes:
@@ -308,7 +334,8 @@ def _check_arrays(
         raise SnapshotError("slice has more SLA violations than calls, or min above max")
     rows = heads[:, ROWS]
     widths = np.repeat(heads[:, WIDTH], rows)
-    if not np.array_equal(np.add.reduceat(sketch, np.cumsum(widths) - widths), counts):
+    sums = np.add.reduceat(sketch, np.cumsum(widths) - widths, dtype=np.int64)
+    if not np.array_equal(sums, counts):
         raise SnapshotError("slice count differs from its sketch")
     ascending = keys[1:] > keys[:-1]
     first_rows = (np.cumsum(rows) - rows)[rows > 0][1:]  # where a new series starts
@@ -377,8 +404,15 @@ def _opt_num(v: object, what: str) -> float | None:
 
 
 def _label(v: object, what: str) -> str:
+    # Writers store label values as the shim cleaned them (cardinality.clean_label): valid UTF-8,
+    # cut to MAX_LABEL_CHARS. Anything else was not written by ortel.
     if not isinstance(v, str) or len(v) > MAX_LABEL_CHARS:
         raise SnapshotError(f"{what} must be a string of at most {MAX_LABEL_CHARS} characters")
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SnapshotError(f"{what} is not valid UTF-8") from None
     return v
 
 

@@ -39,7 +39,9 @@ def oldest_key(now: float, window_seconds: float) -> int:
 
 class Window:
     """Slices of one series. ``keys`` ascend; ``sketch[:, j]`` counts sketch index
-    ``offset + j``."""
+    ``offset + j``. A window decoded from a snapshot holds read-only views into the file, its
+    sketch in whatever unsigned type the file used: anything that changes a window first makes
+    it its own int64 arrays (``_own``, ``copy``)."""
 
     __slots__ = ("keys", "ints", "sumsq", "offset", "sketch")
 
@@ -74,7 +76,11 @@ class Window:
 
     def copy(self) -> Window:
         return Window(
-            self.keys.copy(), self.ints.copy(), self.sumsq.copy(), self.offset, self.sketch.copy()
+            self.keys.copy(),
+            self.ints.copy(),
+            self.sumsq.copy(),
+            self.offset,
+            self.sketch.astype(np.int64),
         )
 
     # -- the recorder's fold ---------------------------------------------------------------------
@@ -104,9 +110,13 @@ class Window:
 
     def _own(self) -> None:
         """Copy arrays that are read-only views into a decoded snapshot before changing them."""
-        if not (self.ints.flags.writeable and self.sketch.flags.writeable):
+        if not (
+            self.ints.flags.writeable
+            and self.sketch.flags.writeable
+            and self.sketch.dtype == np.int64
+        ):
             self.keys, self.ints, self.sumsq = self.keys.copy(), self.ints.copy(), self.sumsq.copy()
-            self.sketch = self.sketch.copy()
+            self.sketch = self.sketch.astype(np.int64)
 
     def _row(self, key: int) -> int:
         keys = self.keys
@@ -235,7 +245,7 @@ class Window:
             max_ns=int(ints[:, MAX_NS].max()),
             sumsq=float(self.sumsq[sel].sum()),
             offset=self.offset,
-            sketch=self.sketch[sel].sum(axis=0),
+            sketch=self.sketch[sel].sum(axis=0, dtype=np.int64),
         )
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ortel.core import catalog
-from ortel.core.cardinality import LabelLimiter
+from ortel.core.cardinality import LabelLimiter, clean_label
 from ortel.core.multiproc_files import ENV as MULTIPROC_ENV
 from ortel.core.sketch import LN_GAMMA, MIN_VALUE
 from ortel.core.state import (
@@ -142,6 +142,7 @@ class Series:
             st.error.count += n
             admit = self._limiter.admit if self._limiter is not None else None
             for _, name in errs:
+                name = clean_label(name)  # a class name can be longer than a label may be
                 if admit is not None:
                     name = admit("error_type", name)
                 st.error_types[name] = st.error_types.get(name, 0) + 1
@@ -268,10 +269,6 @@ class Recorder:
             if flops is not None and s.state.flops is None:
                 s.state.flops = _flops(flops)
             return s
-        from ortel.core.exposition import (
-            clean_label,  # prometheus_client: only when a series is created
-        )
-
         with self._lock:
             s = self._aliases.get(raw)
             if s is not None:
