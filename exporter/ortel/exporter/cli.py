@@ -41,6 +41,7 @@ def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         else:
             fn = click.option(
                 o.opt,
+                *o.aliases,
                 o.name,
                 type=o.type,
                 default=o.default,

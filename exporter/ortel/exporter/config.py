@@ -20,6 +20,7 @@ from ortel.collectors.base import CollectorOptions
 from ortel.collectors.estimate import DEFAULT_IDLE_WATTS, DEFAULT_MAX_WATTS
 from ortel.collectors.registry import BY_NAME, SPECS
 from ortel.core.cardinality import DEFAULT_LIMITS, format_limits, parse_limits
+from ortel.core.serving import DEFAULT_MAX_REQUESTS
 
 from .derive import DEFAULT_GRID_INTENSITY
 from .otlp_push import OtlpSettings
@@ -42,6 +43,7 @@ class Option:
     default: Any
     help: str
     flag: bool = False
+    aliases: tuple[str, ...] = ()  # other spellings of the flag (node_exporter's)
 
     @property
     def envvar(self) -> str:
@@ -103,6 +105,14 @@ OPTIONS: tuple[Option, ...] = (
         SafePath(dir_okay=False, path_type=Path),
         None,
         "File of accepted bearer tokens, one per line.",
+    ),
+    Option(
+        "web_max_requests",
+        click.IntRange(min=0),
+        DEFAULT_MAX_REQUESTS,
+        "Most scrapes of /metrics served at once; more get 503 at once, counted in "
+        "ortel_scrapes_rejected_total (0: no limit; node_exporter's --web.max-requests works too).",
+        aliases=("--web.max-requests",),
     ),
     Option(
         "cpu_idle_watts",
@@ -183,6 +193,7 @@ class Settings:
     bearer_token_file: Path | None = None
     grid_intensity_g_per_kwh: float = DEFAULT_GRID_INTENSITY
     otlp: OtlpSettings | None = None  # None: no OTLP push
+    web_max_requests: int = DEFAULT_MAX_REQUESTS
 
 
 MAX_SECONDS = 1e9  # --interval/--window: below threading.TIMEOUT_MAX, and finite
@@ -279,6 +290,7 @@ def build_settings(p: dict[str, Any]) -> Settings:
         bearer_token_file=p.get("bearer_token_file"),
         grid_intensity_g_per_kwh=intensity,
         otlp=otlp,
+        web_max_requests=int(p.get("web_max_requests", DEFAULT_MAX_REQUESTS)),
     )
 
 

@@ -120,6 +120,7 @@ class Daemon:
                 self.readings,
                 list(settings.collectors),
                 self.security,
+                settings.web_max_requests,
             )
         except OSError:
             if self._demo_dir:  # nothing else will remove it
@@ -141,6 +142,7 @@ class Daemon:
             out.append(Reading(c.CONFIG_RELOAD_SUCCESS, ("web",), ok))
         if self.otlp is not None:
             out.extend(self.otlp.readings())
+        out.extend(self.server.limiter.readings())
         return out
 
     @property
@@ -185,6 +187,7 @@ class Daemon:
             log.warning("--demo takes a restart; left as it was")
             new = replace(new, demo=old.demo)
         logging.getLogger().setLevel(new.log_level.upper())
+        self.server.limiter.limit = new.web_max_requests
         self.carbon.set_intensity(new.grid_intensity_g_per_kwh)  # from now on; the total stays
         self.attribution.cpu_idle_watts = new.options.cpu_idle_watts
         self.attribution.window_seconds = new.options.window_seconds

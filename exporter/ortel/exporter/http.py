@@ -2,7 +2,9 @@
 
 TLS and authentication come from ``webconfig.Security`` (checked per connection and per request,
 so edits to its files apply without a restart). The server counts connections in flight so that
-SIGTERM can let running scrapes finish (``drain``) before the process exits.
+SIGTERM can let running scrapes finish (``drain``) before the process exits. Concurrent scrapes
+share one collection, at most ``max_requests`` run at once (more get 503), and hostile clients are
+cut off (``ortel.core.serving``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import urlparse
 
 from ortel.core.exposition import negotiate, to_families
 from ortel.core.readings import Reading
+from ortel.core.serving import (
+    DEFAULT_MAX_REQUESTS,
+    SOCKET_TIMEOUT,
+    GuardedHandler,
+    GuardedServer,
+    Limiter,
+    SingleFlight,
+)
 
 from . import __version__
 from .webconfig import Security
@@ -30,9 +40,7 @@ log = logging.getLogger("ortel.exporter")
 # What socketserver hands its request methods: a socket, or (data, socket) for datagrams.
 _Request = socket.socket | tuple[bytes, socket.socket]
 
-# A client gets this long per socket operation (TLS handshake, reading the request, each write):
-# a stalled or malicious client holds one thread for at most this long, never the server.
-SOCKET_TIMEOUT = 10.0
+__all__ = ["SOCKET_TIMEOUT", "Server", "make_server"]
 
 
 class _Families:
@@ -57,17 +65,24 @@ def _index(collectors: list[str]) -> bytes:
     ).encode()
 
 
-class Server(ThreadingHTTPServer):
-    """A threading HTTP server that wraps connections in TLS when the security policy says so
-    and knows how many connections are in flight."""
+class Server(GuardedServer, ThreadingHTTPServer):
+    """A threading HTTP server that wraps connections in TLS when the security policy says so,
+    knows how many connections are in flight, and shares collections among scrapes."""
 
-    daemon_threads = True
     allow_reuse_address = True
     security: Security | None = None
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        source: Callable[[], Iterable[Reading]] = list,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        **kwargs: object,
+    ) -> None:
         self.inflight = 0
         self._idle = threading.Condition()
+        self.scrapes = SingleFlight(source)
+        self.limiter = Limiter(max_requests)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def process_request(self, request: _Request, client_address: object) -> None:
@@ -98,7 +113,9 @@ class Server(ThreadingHTTPServer):
         if ctx is None or not isinstance(request, socket.socket):
             super().finish_request(request, client_address)
             return
-        request.settimeout(SOCKET_TIMEOUT)  # the handshake, before the handler sets its own
+        # One deadline over the whole handshake (CPython's), so a client that never finishes it
+        # holds its thread no longer than it may take to send its headers.
+        request.settimeout(self.read_header_timeout)
         try:
             conn = ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as e:
@@ -137,28 +154,51 @@ def make_server(
     source: Callable[[], Iterable[Reading]],
     collectors: list[str],
     security: Security | None = None,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
 ) -> Server:
+    """``max_requests``: scrapes of /metrics in flight at most (0: no limit); more get 503."""
     index = _index(collectors)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(GuardedHandler):
         server_version = f"ortel/{__version__}"
-        timeout = SOCKET_TIMEOUT
+        server: Server
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = urlparse(self.path).path
             if security is not None and not self._allowed(security, path):
                 return
             if path == "/metrics":
-                # Content negotiation as prometheus_client does it (format, name escaping).
-                writer, ctype = negotiate(self.headers.get("Accept", ""))
-                body = writer(source())
-                self._send(200, ctype, body)
+                self._metrics()
             elif path == "/healthz":
                 self._send(200, "text/plain; charset=utf-8", b"ok\n")
             elif path == "/":
                 self._send(200, "text/html; charset=utf-8", index)
             else:
                 self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+        def _metrics(self) -> None:
+            limiter = self.server.limiter
+            if not limiter.enter():
+                self._send(503, "text/plain; charset=utf-8", b"too many scrapes in flight\n")
+                return
+            gz = "gzip" in self.headers.get("Accept-Encoding", "")
+            try:
+                scrape = self.server.scrapes()
+                # Content negotiation as prometheus_client does it (format, name escaping).
+                writer, ctype = negotiate(self.headers.get("Accept", ""))
+                plain = scrape.body(ctype, writer)
+                gz = gz and len(plain) > 1024
+                body = (
+                    scrape.body((ctype, "gzip"), lambda _: gzip.compress(plain, 1)) if gz else plain
+                )
+                code = 200
+            except Exception:
+                log.exception("collecting metrics failed")
+                code, ctype, gz = 500, "text/plain; charset=utf-8", False
+                body = b"collecting metrics failed\n"
+            finally:
+                limiter.leave()  # before writing: a slow reader holds no slot and no lock
+            self._write(code, ctype, body, gz)
 
         def _allowed(self, security: Security, path: str) -> bool:
             conn = self.connection
@@ -178,8 +218,16 @@ def make_server(
             headers: Iterable[tuple[str, str]] = (),
         ) -> None:
             gz = "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024
-            if gz:
-                body = gzip.compress(body, compresslevel=1)
+            self._write(code, ctype, gzip.compress(body, 1) if gz else body, gz, headers)
+
+        def _write(
+            self,
+            code: int,
+            ctype: str,
+            body: bytes,
+            gz: bool,
+            headers: Iterable[tuple[str, str]] = (),
+        ) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -190,13 +238,10 @@ def make_server(
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass  # one line per scrape is noise; errors surface through the daemon's log
-
     class Bound(Server):
         pass
 
     Bound.security = security
     if ":" in host:
         Bound.address_family = socket.AF_INET6
-    return Bound((host, port), Handler)
+    return Bound((host, port), Handler, source=source, max_requests=max_requests)

@@ -1181,6 +1181,16 @@ MULTIPROC_BAD_FILES = _define(
     "ortel.multiproc.bad_files",
     otel_unit="{file}",
 )
+SCRAPES_REJECTED = _define(
+    "ortel_scrapes_rejected_total",
+    "counter",
+    "",
+    "Scrapes of /metrics answered 503 at once because the server already had its limit of "
+    "scrapes in flight (--web-max-requests; max_requests of start_http_server).",
+    (),
+    "ortel.scrapes.rejected",
+    otel_unit="{request}",
+)
 BUILD_INFO = _define(
     "ortel_build_info",
     "gauge",

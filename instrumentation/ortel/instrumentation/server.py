@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -11,7 +13,17 @@ from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from ortel.core.serving import (
+    DEFAULT_MAX_REQUESTS,
+    GuardedHandler,
+    GuardedServer,
+    Limiter,
+    SingleFlight,
+)
+
 from .recorder import RECORDER, Recorder
+
+log = logging.getLogger("ortel.instrumentation")
 
 
 def make_registry(recorder: Recorder = RECORDER) -> Any:
@@ -29,6 +41,14 @@ def make_registry(recorder: Recorder = RECORDER) -> Any:
 def make_wsgi_app(recorder: Recorder = RECORDER) -> Callable[..., Iterable[bytes]]:
     """prometheus_client's ``make_wsgi_app`` over the recorder's readings (same methods, paths,
     content negotiation, ``name[]`` filter and gzip), written by ortel's exposition writer."""
+    return _app(SingleFlight(recorder.readings), recorder)
+
+
+def _app(
+    scrapes: SingleFlight, recorder: Recorder, limiter: Limiter | None = None
+) -> Callable[..., Iterable[bytes]]:
+    """Scrapes that arrive together share one collection and its rendered bodies; with a
+    limiter, scrapes beyond its limit get 503 at once."""
     from prometheus_client.exposition import gzip_accepted
 
     from ortel.core.exposition import negotiate
@@ -44,43 +64,68 @@ def make_wsgi_app(recorder: Recorder = RECORDER) -> Callable[..., Iterable[bytes
             output = f"# HTTP {status}: {method}; use OPTIONS or GET\n".encode()
         elif environ["PATH_INFO"] == "/favicon.ico":
             status, headers, output = "200 OK", [], b""
+        elif limiter is not None and not limiter.enter():
+            status = "503 Service Unavailable"
+            headers = [("Content-Type", "text/plain; charset=utf-8")]
+            output = b"too many scrapes in flight\n"
         else:  # any other path is /metrics, as prometheus_client has it
-            status = "200 OK"
-            writer, ctype = negotiate(environ.get("HTTP_ACCEPT"))
-            params = parse_qs(environ.get("QUERY_STRING", ""))
-            if "name[]" in params:  # rare: prometheus_client's own filter decides what stays
-                from prometheus_client.exposition import choose_encoder
-
-                encoder, ctype = choose_encoder(environ.get("HTTP_ACCEPT") or "")
-                output = encoder(make_registry(recorder).restricted_registry(params["name[]"]))
-            else:
-                output = writer(recorder.readings())
-            headers = [("Content-Type", ctype)]
-            if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING") or ""):
-                output = gzip.compress(output)
-                headers.append(("Content-Encoding", "gzip"))
+            try:
+                status, headers, output = "200 OK", *_metrics(environ, scrapes, recorder)
+            finally:
+                if limiter is not None:
+                    limiter.leave()  # before the answer is written: a slow reader holds no slot
         start_response(status, headers)
         return [output]
+
+    def _metrics(
+        environ: dict[str, Any], scrapes: SingleFlight, recorder: Recorder
+    ) -> tuple[list[tuple[str, str]], bytes]:
+        writer, ctype = negotiate(environ.get("HTTP_ACCEPT"))
+        params = parse_qs(environ.get("QUERY_STRING", ""))
+        gz = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING") or "")
+        if "name[]" in params:  # rare: prometheus_client's own filter decides what stays
+            from prometheus_client.exposition import choose_encoder
+
+            encoder, ctype = choose_encoder(environ.get("HTTP_ACCEPT") or "")
+            output = encoder(make_registry(recorder).restricted_registry(params["name[]"]))
+            output = gzip.compress(output) if gz else output
+        else:
+            scrape = scrapes()
+            plain = scrape.body(ctype, writer)
+            output = scrape.body((ctype, "gzip"), lambda _: gzip.compress(plain)) if gz else plain
+        headers = [("Content-Type", ctype)]
+        if gz:
+            headers.append(("Content-Encoding", "gzip"))
+        return headers, output
 
     return app
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # fire and forget: no thread list growing at each request
+class _Server(GuardedServer, ThreadingMixIn, WSGIServer):
+    """Thread per connection (daemon threads: no list growing at each request), the header
+    deadline and size cap, a deep backlog; errors of single connections are not printed."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            log.error("error answering %s", client_address, exc_info=True)
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
+class _Quiet(GuardedHandler, WSGIRequestHandler):
+    pass
 
 
 def start_http_server(
-    port: int = 9464, addr: str = "127.0.0.1", recorder: Recorder = RECORDER
+    port: int = 9464,
+    addr: str = "127.0.0.1",
+    recorder: Recorder = RECORDER,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
 ) -> tuple[WSGIServer, threading.Thread]:
     """Serve this process's inference metrics on http://addr:port/metrics (a daemon thread).
 
     Returns ``(server, thread)`` as prometheus_client's ``start_http_server`` does;
-    ``server.shutdown()`` stops it.
+    ``server.shutdown()`` stops it. At most ``max_requests`` scrapes are served at once (0: no
+    limit); more get 503, counted in ``ortel_scrapes_rejected_total``.
     """
     family, _, _, _, sockaddr = socket.getaddrinfo(
         addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -89,7 +134,10 @@ def start_http_server(
     class Server(_Server):
         address_family = family
 
-    httpd = make_server(str(sockaddr[0]), port, make_wsgi_app(recorder), Server, _Quiet)
+    limiter = Limiter(max_requests)
+    scrapes = SingleFlight(lambda: [*recorder.readings(), *limiter.readings()])
+    httpd = make_server(str(sockaddr[0]), port, _app(scrapes, recorder, limiter), Server, _Quiet)
+    httpd.limiter = limiter  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     return httpd, thread
