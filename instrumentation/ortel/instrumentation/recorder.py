@@ -506,3 +506,52 @@ def _hook_multiprocessing() -> None:
 
 
 _hook_multiprocessing()
+
+
+def _hook_celery() -> None:
+    """In a Celery prefork pool child: flush when it ends.
+
+    The pool is billiard, not multiprocessing: a child ends in billiard's ``Worker._do_exit``
+    with ``os._exit``, and its parent SIGTERMs it as soon as it reports its exit, so neither
+    atexit nor any finalizer (multiprocessing's or billiard's) runs. What does run on every way
+    out (max tasks reached, pool restart, shutdown, terminate) is Celery's public
+    ``worker_process_shutdown`` signal, sent in the child just before. Connected only where Celery
+    is already imported (never imported here): at import, which covers a child started fresh
+    (Celery comes first there), and after every fork, which covers pool children forked from a
+    main process that imported Celery after ortel.
+    """
+    import sys
+
+    signals = sys.modules.get("celery.signals")
+    if signals is not None:
+        signals.worker_process_shutdown.connect(
+            _flush_at_celery_exit, weak=False, dispatch_uid="ortel.instrumentation.flush"
+        )
+
+
+def _flush_at_celery_exit(**kwargs: object) -> None:
+    """The last flush of a pool child, with no ortel thread left behind.
+
+    Right after this, billiard writes the child's exit message under a lock shared with the other
+    children, with SIGTERM blocked in the main thread only; on a cold shutdown SIGTERMs keep
+    coming, and one delivered to the flusher thread would kill the child holding that lock and
+    hang the pool. So the flusher is stopped first, and SIGTERM held off until the snapshot is
+    written (a pending one then acts as it would have).
+    """
+    RECORDER._stop.set()
+    flusher = RECORDER._flusher
+    if flusher is not None and flusher is not threading.current_thread():
+        flusher.join(timeout=5.0)
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no prefork pool there anyway
+        RECORDER.flush()
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        RECORDER.flush()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+_hook_celery()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_hook_celery)
