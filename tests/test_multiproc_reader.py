@@ -23,7 +23,7 @@ from ortel.core import snapshot
 from ortel.core.multiproc_files import instrumented_pids, process_start_ticks, snapshot_name
 from ortel.core.snapshot import VERSION, Snapshot, SnapshotError
 from ortel.core.state import SeriesState, Stamped, merge_all, readings
-from ortel.core.window import Window
+from ortel.core.window import SLICE_SECONDS, Window
 from ortel.instrumentation.recorder import Recorder
 
 ML = ("resnet", "cpu")
@@ -173,6 +173,29 @@ def test_reading_is_repeatable_and_leaves_live_files_alone(mdir, proc, reader):
     first = total(reader)
     assert total(reader) == first
     assert path.exists() and not (mdir / ARCHIVE).exists()
+
+
+def test_the_merge_is_reused_only_while_nothing_it_depends_on_changed(
+    mdir, proc, reader, monkeypatch
+):
+    now = time.time()
+    proc.start(101, 5000)
+    write(mdir, 101, 5000, recorded(A, now))
+    proc.start(102, 5000)
+    write(mdir, 102, 5000, recorded(A, now))
+    first = reader.read()
+    assert reader.read().series is first.series  # idle processes: the same merge
+    write(mdir, 102, 5000, recorded(B, now))  # a busy process rewrote its file (a new inode)
+    second = reader.read()
+    assert second.series is not first.series
+    assert second.series[ML].ok.count == len(A["ok"]) + len(B["ok"])
+    # The window moved on: merged again, so slices that left it are pruned.
+    later = now + SLICE_SECONDS * 20
+    monkeypatch.setattr(time, "time", lambda: later)
+    third = reader.read()
+    assert third.series is not second.series
+    assert third.series[ML].ok.count == second.series[ML].ok.count
+    assert len(third.series[ML].window) == 0
 
 
 def test_different_models_stay_apart(mdir, proc, reader):

@@ -28,6 +28,7 @@ from ortel.core import snapshot
 from ortel.core.cardinality import LabelLimiter, add_counts
 from ortel.core.multiproc_files import SNAPSHOT_RE, lock_name, lock_state, process_start_ticks
 from ortel.core.state import SeriesState, busy_ns, merge_all
+from ortel.core.window import oldest_key
 
 log = logging.getLogger("ortel.exporter")
 
@@ -98,8 +99,13 @@ class MultiprocReader:
         self._bad_now: list[str] = []  # skipped during the read in progress
         self.bad_files_total = 0
         self._archive = _Archive()
+        self._no_archive = _Archive()  # one object while there is no file: see read's merge key
         # Decoded (and label-capped) snapshots by file name, with the stat they were read at.
         self._decoded: dict[str, tuple[tuple[int, int, int], snapshot.Snapshot]] = {}
+        # The last merge and what it was made of (see read); never changed once made.
+        self._merge_key: list[object] = []
+        self._merge_oldest = 0
+        self._merged: dict[tuple[str, str], SeriesState] = {}
 
     def _alive(self, pid: int, start: int) -> bool:
         held = lock_state(self.directory / lock_name(pid, start))
@@ -163,7 +169,7 @@ class MultiprocReader:
         path = self.directory / ARCHIVE
         st = _stat(path)
         if st is None or st == self._archive.stat:
-            return self._archive if st is not None else _Archive()
+            return self._archive if st is not None else self._no_archive
         try:
             snap = self._load(path)
         except (OSError, ValueError) as e:
@@ -223,9 +229,23 @@ class MultiprocReader:
         for name in set(self._decoded) - set(names):
             del self._decoded[name]
         now = time.time()
-        merged = merge_all([archive.series, *live])
-        for s in merged.values():
-            s.prune(now, self.window_seconds)
+        # Idle processes leave their files alone, so their decoded snapshots are the very same
+        # objects as last time: with the same archive and window, the merge would be too.
+        # The key holds the objects themselves (compared by identity), so none is freed and
+        # its id reused by a newer decode.
+        oldest = oldest_key(now, self.window_seconds)
+        key: list[object] = [archive, *live]
+        last = self._merge_key
+        if (
+            oldest != self._merge_oldest
+            or len(key) != len(last)
+            or any(a is not b for a, b in zip(key, last))
+        ):
+            merged = merge_all([archive.series, *live])
+            for s in merged.values():
+                s.prune(now, self.window_seconds)
+            self._merge_key, self._merge_oldest, self._merged = key, oldest, merged
+        merged = self._merged
         return MergeResult(
             merged,
             live=len(live),
