@@ -19,9 +19,17 @@ Then: 1,000 idle connections (half with an unfinished request) held open while 2
 timed, and what an oversized header (100 KB) gets.
 
 In-process server: a child process runs the CNN from ``ortel.instrumentation.models``
-(instrumented, one intra-op thread) back to back on one thread and serves ``start_http_server``;
-rounds alternate ``--seconds`` without scrapers and with 50 scrapers each scraping once a second.
-The ratio is inferences per second with scrapers / without (median over rounds).
+(instrumented, one intra-op thread) back to back on one thread and serves ``start_http_server``.
+Each round has three phases of ``--seconds``: no scrapers; 50 scrapers each scraping once a second
+a trivial server in another process that answers with the same gzip body (the control: on a small
+machine the clients' own CPU competes with the inference thread too); the same 50 scrapers
+scraping the child; the same again with the child collecting for every scrape (``max_age`` 0,
+no reuse of a young collection). Ratios are inferences per second, median over rounds: scraped /
+unscraped (everything, clients included) and scraped / control (what serving adds inside the
+inference process). Phases rotate between rounds, so a drift in the machine's speed favours none;
+on a machine shared with other jobs single rounds still spread widely.
+
+    python benchmarks/scrape_concurrency.py --inprocess-only --rounds 12 --seconds 2
 """
 
 from __future__ import annotations
@@ -35,10 +43,13 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+from ortel.instrumentation.recorder import FLUSH_INTERVAL
 
 TIMEOUT = 5.0
 TICK = os.sysconf("SC_CLK_TCK")
@@ -173,74 +184,144 @@ CHILD = textwrap.dedent(
 
     threading.Thread(target=infer, daemon=True).start()
     print("ready", flush=True)
-    for _ in sys.stdin:
+    for line in sys.stdin:
+        if line.strip():  # the reuse window of the next phase (0: a collection per scrape)
+            server.scrapes.max_age = float(line)
         print(count, time.perf_counter(), flush=True)
     """
 )
 
+# The control: answers any request with a fixed body, as little work per scrape as a server can do.
+CONTROL = textwrap.dedent(
+    """
+    import asyncio, sys
+    body = open(sys.argv[2], "rb").read()
+    head = (
+        "HTTP/1.1 200 OK\\r\\nContent-Type: text/plain; version=0.0.4; charset=utf-8\\r\\n"
+        f"Content-Encoding: gzip\\r\\nContent-Length: {len(body)}\\r\\n"
+        "Connection: close\\r\\n\\r\\n"
+    ).encode()
+
+    async def answer(reader, writer):
+        try:
+            await reader.readuntil(b"\\r\\n\\r\\n")
+            writer.write(head + body)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def serve():
+        server = await asyncio.start_server(answer, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+        print("ready", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+    """
+)
+
+
+async def _gzip_body(port: int) -> bytes:
+    data = await _get(port, b"")
+    return data.split(b"\r\n\r\n", 1)[1]
+
 
 def inprocess(rounds: int, seconds: float, scrapers: int) -> dict[str, Any]:
-    port = free_port()
+    port, control_port = free_port(), free_port()
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(port)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+    control: subprocess.Popen[str] | None = None
+    tmp = tempfile.TemporaryDirectory()
     assert child.stdin is not None and child.stdout is not None
     try:
         assert child.stdout.readline().strip() == "ready"
         time.sleep(2.0)  # warm-up
+        body = Path(tmp.name) / "body"
+        body.write_bytes(asyncio.run(_gzip_body(port)))
+        control = subprocess.Popen(
+            [sys.executable, "-c", CONTROL, str(control_port), str(body)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert control.stdout is not None and control.stdout.readline().strip() == "ready"
 
-        def mark() -> tuple[int, float]:
-            child.stdin.write("\n")  # type: ignore[union-attr]
+        def mark(max_age: float | None = None) -> tuple[int, float, float]:
+            line = "" if max_age is None else repr(max_age)
+            child.stdin.write(line + "\n")  # type: ignore[union-attr]
             child.stdin.flush()  # type: ignore[union-attr]
             n, t = child.stdout.readline().split()  # type: ignore[union-attr]
-            return int(n), float(t)
+            return int(n), float(t), cpu_seconds(child.pid)
 
-        async def paced() -> list[tuple[int, float]]:
+        async def paced(target: int) -> list[tuple[int, float]]:
             async def one(offset: float) -> list[tuple[int, float]]:
                 await asyncio.sleep(offset)
-                out, end = [], time.monotonic() + seconds - offset
-                while time.monotonic() < end:
-                    t0 = time.monotonic()
-                    out.append(await scrape(port))
-                    await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+                out, due = [], time.monotonic()
+                end = due + seconds - offset
+                while due < end:  # no sleep after the last scrape: the phase ends with it
+                    out.append(await scrape(target))
+                    due += 1.0
+                    await asyncio.sleep(max(0.0, due - time.monotonic()) if due < end else 0.0)
                 return out
 
             runs = await asyncio.gather(*(one(i / scrapers) for i in range(scrapers)))
             return [r for run in runs for r in run]
 
-        ratios, codes = [], []
-        for _ in range(rounds):
-            n0, t0 = mark()
-            time.sleep(seconds)
-            n1, t1 = mark()
-            codes += asyncio.run(paced())
-            n2, t2 = mark()
-            ratios.append(((n2 - n1) / (t2 - t1)) / ((n1 - n0) / (t1 - t0)))
-        lat = sorted(t for _, t in codes)
+        # "fresh": the server collecting for every scrape (max_age 0), as ortel did before it
+        # reused collections younger than FLUSH_INTERVAL; kept to show what the reuse buys.
+        phases = ["unscraped", "control", "scraped", "fresh"]
+        rates: dict[str, list[float]] = {k: [] for k in phases}
+        cpu: dict[str, list[float]] = {k: [] for k in phases}
+        results: list[tuple[int, float]] = []
+        for i in range(rounds):
+            k = i % len(phases)
+            for phase in phases[k:] + phases[:k]:
+                n0, t0, c0 = mark(0.0 if phase == "fresh" else FLUSH_INTERVAL)
+                if phase == "unscraped":
+                    time.sleep(seconds)
+                else:
+                    got = asyncio.run(paced(control_port if phase == "control" else port))
+                    if phase == "scraped":
+                        results += got
+                n1, t1, c1 = mark()
+                rates[phase].append((n1 - n0) / (t1 - t0))
+                cpu[phase].append((c1 - c0) / (t1 - t0))
+
+        def ratios(a: str, b: str) -> list[float]:
+            return [x / y for x, y in zip(rates[a], rates[b])]
+
+        vs_unscraped, vs_control = ratios("scraped", "unscraped"), ratios("scraped", "control")
+        control_vs = ratios("control", "unscraped")
+        fresh_vs_control = ratios("fresh", "control")
+        lat = sorted(t for _, t in results)
         return {
-            "ratio_median": statistics.median(ratios),
-            "ratios": ratios,
-            "scrapes": len(codes),
-            "codes": sorted({c for c, _ in codes}),
+            "ratio_median": statistics.median(vs_unscraped),
+            "ratios": vs_unscraped,
+            "ratio_vs_control_median": statistics.median(vs_control),
+            "ratios_vs_control": vs_control,
+            "control_vs_unscraped_median": statistics.median(control_vs),
+            "fresh_vs_unscraped_median": statistics.median(ratios("fresh", "unscraped")),
+            "fresh_vs_control_median": statistics.median(fresh_vs_control),
+            "ratios_fresh_vs_control": fresh_vs_control,
+            "inferences_per_s": {k: statistics.median(v) for k, v in rates.items()},
+            "child_cpu_per_s": {k: statistics.median(v) for k, v in cpu.items()},
+            "scrapes": len(results),
+            "codes": sorted({c for c, _ in results}),
             "p50_ms": 1e3 * statistics.median(lat),
             "max_ms": 1e3 * lat[-1],
         }
     finally:
-        child.kill()
-        child.wait()
+        for proc in (child, control):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        tmp.cleanup()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clients", default="1,10,50,200", help="concurrencies to run")
-    p.add_argument("--scrapes", type=int, default=20, help="scrapes per client")
-    p.add_argument("--rounds", type=int, default=3, help="in-process: rounds")
-    p.add_argument("--seconds", type=float, default=5.0, help="in-process: seconds per phase")
-    p.add_argument("--json", type=Path, help="also write the results here")
-    args = p.parse_args(argv)
+def daemons(args: argparse.Namespace, out: dict[str, Any]) -> None:
     levels = [int(x) for x in args.clients.split(",")]
 
     targets: dict[str, list[str]] = {}
@@ -257,7 +338,6 @@ def main(argv: list[str] | None = None) -> int:
         name: subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for name, cmd in targets.items()
     }
-    out: dict[str, Any] = {"cpus": os.cpu_count(), "load": {}, "idle": {}, "431": {}}
     try:
         for name, proc in procs.items():
             wait_up(ports[name], proc)
@@ -293,13 +373,41 @@ def main(argv: list[str] | None = None) -> int:
         for proc in procs.values():
             proc.terminate()
             proc.wait(10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", default="1,10,50,200", help="concurrencies to run")
+    p.add_argument("--scrapes", type=int, default=20, help="scrapes per client")
+    p.add_argument("--rounds", type=int, default=12, help="in-process: rounds")
+    p.add_argument("--seconds", type=float, default=2.0, help="in-process: seconds per phase")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--inprocess-only", action="store_true", help="only the in-process server's cost"
+    )
+    args = p.parse_args(argv)
+    out: dict[str, Any] = {"cpus": os.cpu_count(), "load": {}, "idle": {}, "431": {}}
+    if not args.inprocess_only:
+        daemons(args, out)
     r = out["inprocess"] = inprocess(args.rounds, args.seconds, 50)
     print(
         f"in-process server, 50 scrapers at 1/s each ({r['scrapes']} scrapes, codes "
-        f"{r['codes']}, p50 {r['p50_ms']:.1f} ms, max {r['max_ms']:.1f} ms): inference "
-        f"throughput {r['ratio_median']:.3f}x of unscraped (rounds: "
+        f"{r['codes']}, p50 {r['p50_ms']:.1f} ms, max {r['max_ms']:.1f} ms), inference "
+        f"throughput, median of {args.rounds} rounds:\n"
+        f"  scraped / unscraped: {r['ratio_median']:.3f}x (rounds: "
         + ", ".join(f"{x:.3f}" for x in r["ratios"])
-        + ")"
+        + ")\n"
+        f"  scraped / control (the same clients scraping another process): "
+        f"{r['ratio_vs_control_median']:.3f}x (rounds: "
+        + ", ".join(f"{x:.3f}" for x in r["ratios_vs_control"])
+        + ")\n  collecting for every scrape (no reuse): scraped / unscraped "
+        f"{r['fresh_vs_unscraped_median']:.3f}x, scraped / control "
+        f"{r['fresh_vs_control_median']:.3f}x (rounds: "
+        + ", ".join(f"{x:.3f}" for x in r["ratios_fresh_vs_control"])
+        + f")\n  control / unscraped: {r['control_vs_unscraped_median']:.3f}x; inferences/s "
+        + ", ".join(f"{k} {v:.0f}" for k, v in r["inferences_per_s"].items())
+        + "; inference process CPU (cores) "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r["child_cpu_per_s"].items())
     )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

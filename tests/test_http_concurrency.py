@@ -24,9 +24,10 @@ from pki import PKI, make_pki
 
 from ortel.core import catalog as c
 from ortel.core.readings import Reading, reading
-from ortel.core.serving import Limiter
+from ortel.core.serving import Limiter, SingleFlight
 from ortel.exporter.http import make_server
 from ortel.exporter.webconfig import Security
+from ortel.instrumentation.recorder import FLUSH_INTERVAL
 from ortel.instrumentation.server import start_http_server
 
 
@@ -58,6 +59,7 @@ class Target:
     port: int
     server: socket.socket | object
     limiter: Limiter
+    scrapes: SingleFlight
 
 
 @contextlib.contextmanager
@@ -68,7 +70,7 @@ def daemon_server(source: Gate, max_requests: int = 40, **attrs: float) -> Itera
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        yield Target(server.server_address[1], server, server.limiter)
+        yield Target(server.server_address[1], server, server.limiter, server.scrapes)
     finally:
         server.shutdown()
         server.server_close()
@@ -81,7 +83,12 @@ def shim_server(source: Gate, max_requests: int = 40, **attrs: float) -> Iterato
     for k, v in attrs.items():
         setattr(server, k, v)
     try:
-        yield Target(server.server_address[1], server, server.limiter)  # type: ignore[attr-defined]
+        yield Target(
+            server.server_address[1],
+            server,
+            server.limiter,  # type: ignore[attr-defined]
+            server.scrapes,  # type: ignore[attr-defined]
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -142,8 +149,24 @@ def test_scrapes_during_a_collection_share_it(serve: Serve) -> None:
         assert all(b"ortel_memory_total_bytes 1.0" in r[1] for r in results)  # type: ignore[index]
         assert gate.calls < 10  # one collection, or a second for scrapes that came just after
         calls = gate.calls
+        time.sleep(target.scrapes.max_age)  # the shim reuses a collection this young
         assert get(target.port)[0] == 200
         assert gate.calls == calls + 1  # a scrape after the collection collects afresh
+
+
+def test_the_shim_reuses_a_young_collection_and_the_daemon_never_does(serve: Serve) -> None:
+    gate = Gate(open_=True)
+    with serve(gate) as target:
+        if serve is shim_server:
+            assert target.scrapes.max_age == FLUSH_INTERVAL
+            target.scrapes.max_age = 60.0  # no machine is that slow between two gets
+        for _ in range(3):
+            assert get(target.port)[0] == 200
+        assert gate.calls == (1 if serve is shim_server else 3)
+        gate.items = [reading(c.MEMORY_TOTAL, 2.0)]
+        target.scrapes.max_age = min(target.scrapes.max_age, 0.05)
+        time.sleep(0.05)
+        assert b"ortel_memory_total_bytes 2.0" in get(target.port)[1]  # older: collected afresh
 
 
 def test_scrapes_beyond_the_limit_get_503_at_once_and_are_counted(serve: Serve) -> None:
@@ -289,6 +312,7 @@ def test_a_client_that_reads_slowly_holds_no_slot_and_no_collection(serve: Serve
             slow.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")  # and reads nothing yet
             wait_for(lambda: gate.calls == 1, "the slow client's collection")
             wait_for(lambda: target.limiter.in_flight == 0, "its slot to be given back")
+            time.sleep(target.scrapes.max_age)  # past the shim's reuse of the slow one's
             status, body = get(target.port)  # the only slot, and a new collection, are free
             assert status == 200 and body.count(b"ortel_process_threads{") == 20_000
             assert gate.calls == 2

@@ -2,7 +2,9 @@
 ``start_http_server``) share to hold up under many scrapers and hostile clients:
 
 - scrapes that arrive while a collection runs wait for it and share its readings and its bodies
-  (``SingleFlight``), so the work per scrape does not grow with the number of scrapers;
+  (``SingleFlight``), so the work per scrape does not grow with the number of scrapers; the
+  in-process server also reuses a collection younger than the recorder's flush interval, so the
+  work inside the inference process does not grow with the scrape rate either;
 - a cap on scrapes in flight (``Limiter``): beyond it, 503 at once, counted;
 - per connection (``GuardedHandler``): one deadline for the request line and headers together
   (a client sending a byte at a time cannot stretch it), a cap on their size (431), a timeout on
@@ -62,20 +64,27 @@ class _Flight:
 
 class SingleFlight:
     """Calls ``collect`` for the first scrape; scrapes arriving while it runs wait for it and
-    get the same ``Scrape``. A scrape after it has finished collects afresh."""
+    get the same ``Scrape``. A scrape after it has finished collects afresh, unless its
+    ``Scrape`` began less than ``max_age`` seconds ago (0, the default: always afresh)."""
 
-    def __init__(self, collect: Callable[[], Iterable[Reading]]) -> None:
+    def __init__(self, collect: Callable[[], Iterable[Reading]], max_age: float = 0.0) -> None:
         self._collect = collect
+        self.max_age = max_age
         self._lock = threading.Lock()
         self._running: _Flight | None = None
+        self._last: tuple[float, Scrape] | None = None  # (monotonic start, the Scrape)
 
     def __call__(self) -> Scrape:
         with self._lock:
+            last = self._last
+            if last is not None and time.monotonic() - last[0] < self.max_age:
+                return last[1]
             flight = self._running
             leader = flight is None
             if flight is None:
                 flight = self._running = _Flight()
         if leader:
+            started = time.monotonic()
             try:
                 flight.scrape = Scrape(list(self._collect()))
             except BaseException as e:  # every waiter gets the same failure
@@ -83,6 +92,8 @@ class SingleFlight:
             finally:
                 with self._lock:
                     self._running = None
+                    if flight.scrape is not None and self.max_age > 0:
+                        self._last = (started, flight.scrape)
                 flight.done.set()
         else:
             flight.done.wait()

@@ -21,7 +21,7 @@ from ortel.core.serving import (
     SingleFlight,
 )
 
-from .recorder import RECORDER, Recorder
+from .recorder import FLUSH_INTERVAL, RECORDER, Recorder
 
 log = logging.getLogger("ortel.instrumentation")
 
@@ -126,6 +126,11 @@ def start_http_server(
     Returns ``(server, thread)`` as prometheus_client's ``start_http_server`` does;
     ``server.shutdown()`` stops it. At most ``max_requests`` scrapes are served at once (0: no
     limit); more get 503, counted in ``ortel_scrapes_rejected_total``.
+
+    A scrape within ``FLUSH_INTERVAL`` (0.2 s) of the collection before it gets that collection's
+    answer again: the staleness the multiprocess path (snapshots written every 0.2 s) already
+    has, and what keeps many scrapers from each costing the inference threads a collection.
+    ``make_wsgi_app`` and ``ortel serve`` collect afresh for every scrape.
     """
     family, _, _, _, sockaddr = socket.getaddrinfo(
         addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -135,9 +140,12 @@ def start_http_server(
         address_family = family
 
     limiter = Limiter(max_requests)
-    scrapes = SingleFlight(lambda: [*recorder.readings(), *limiter.readings()])
+    scrapes = SingleFlight(
+        lambda: [*recorder.readings(), *limiter.readings()], max_age=FLUSH_INTERVAL
+    )
     httpd = make_server(str(sockaddr[0]), port, _app(scrapes, recorder, limiter), Server, _Quiet)
     httpd.limiter = limiter  # type: ignore[attr-defined]
+    httpd.scrapes = scrapes  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     return httpd, thread
