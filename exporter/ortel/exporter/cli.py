@@ -13,7 +13,7 @@ import click
 from ortel.core.cli import fail
 
 from . import __version__
-from .config import OPTIONS, ConfigError, build_settings, load_file
+from .config import OPTIONS, RULE_OPTIONS, ConfigError, Option, build_settings, load_file
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
@@ -26,9 +26,9 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
         fail(str(e))
 
 
-def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The serve options, generated from config.OPTIONS (flags, env vars and file keys)."""
-    for o in reversed(OPTIONS):
+def _options(fn: Callable[..., Any], table: tuple[Option, ...]) -> Callable[..., Any]:
+    """click options from a table of config.Option (flags, env vars and file keys)."""
+    for o in reversed(table):
         if o.flag:
             fn = click.option(
                 o.opt + "/" + o.opt.replace("--", "--no-"),
@@ -50,9 +50,10 @@ def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 show_envvar=True,
                 help=o.help,
             )(fn)
-    fn = click.option(
-        "--check-config", is_flag=True, help="Validate the settings (file, env, flags) and exit."
-    )(fn)
+    return fn
+
+
+def _config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--config",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -63,6 +64,20 @@ def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         callback=_load_config,
         help="YAML, JSON or TOML file with the same keys as these flags.",
     )(fn)
+
+
+def rule_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The `ortel rules` SLO options, from config.RULE_OPTIONS."""
+    return _options(fn, RULE_OPTIONS)
+
+
+def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The serve options, generated from config.OPTIONS (flags, env vars and file keys)."""
+    fn = _options(fn, OPTIONS)
+    fn = click.option(
+        "--check-config", is_flag=True, help="Validate the settings (file, env, flags) and exit."
+    )(fn)
+    return _config_option(fn)
 
 
 class LazyGroup(click.Group):
@@ -161,6 +176,28 @@ def serve(**params: Any) -> None:
 def demo(**params: Any) -> None:
     """Same as `serve --demo`: a bundled model runs through the shim so metrics appear at once."""
     _serve(demo_default=True, **params)
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["rules", "prometheusrule"]),
+    default="rules",
+    show_default=True,
+    help="A Prometheus rules file, or the Kubernetes PrometheusRule (Prometheus Operator).",
+)
+@rule_options
+@_config_option
+def rules(fmt: str, **params: Any) -> None:
+    """Print Prometheus recording rules and SLO burn-rate alerts for ortel's metrics."""
+    from .rules import render, slo_from
+
+    try:
+        slo = slo_from(params)
+    except ValueError as e:
+        fail(str(e))
+    click.echo(render(slo, fmt), nl=False)
 
 
 # click >= 8.2 raises this (a UsageError whose message is the whole help) for a bare group.

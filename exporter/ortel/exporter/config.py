@@ -25,6 +25,7 @@ from ortel.core.serving import DEFAULT_MAX_REQUESTS
 from .derive import DEFAULT_GRID_INTENSITY
 from .otlp_push import OtlpSettings
 from .otlp_push import settings_from as otlp_settings_from
+from .rules import DEFAULT_AVAILABILITY, DEFAULT_LATENCY_TARGET, DEFAULT_SELECTOR, RUNBOOK
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -176,7 +177,51 @@ OPTIONS: tuple[Option, ...] = (
         "Log verbosity (stderr).",
     ),
 )
+# `ortel rules`: the SLOs its alerts hold each model to. Same config file as serve (each command
+# reads its own keys), so one file describes a deployment.
+RULE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "slo_availability",
+        float,
+        DEFAULT_AVAILABILITY,
+        "Availability SLO: percent of inference calls that must not raise.",
+    ),
+    Option(
+        "slo_latency_threshold",
+        float,
+        None,
+        "Latency SLO threshold in seconds, a bucket bound of ortel_inference_duration_seconds; "
+        "default: each model's own target in the shim (ortel_sla_violations_total).",
+    ),
+    Option(
+        "slo_latency_target",
+        float,
+        DEFAULT_LATENCY_TARGET,
+        "Latency SLO: percent of successful calls that must be within the threshold.",
+    ),
+    Option(
+        "slo_overrides",
+        str,
+        "",
+        "Per-model SLOs: MODEL:KEY=VALUE[:KEY=VALUE],... with KEY availability, "
+        "latency_threshold or latency_target.",
+    ),
+    Option(
+        "rules_selector",
+        str,
+        DEFAULT_SELECTOR,
+        "Label matchers of ortel's scrape jobs, for the exporter down/absent alerts.",
+    ),
+    Option("runbook_url", str, RUNBOOK, "Base URL of the alerts' runbook_url (docs/alerts.md)."),
+    Option(
+        "slo_window_scale",
+        float,
+        1.0,
+        "Divide every SLO window by this (1h becomes 1h/N): for end-to-end tests only.",
+    ),
+)
 BY_KEY = {o.name: o for o in OPTIONS}
+FILE_KEYS = {**BY_KEY, **{o.name: o for o in RULE_OPTIONS}}
 
 
 @dataclass(frozen=True)
@@ -319,9 +364,10 @@ def load_file(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
-        if name not in BY_KEY:
-            raise ConfigError(f"config {path}: unknown key {key!r} (known: {', '.join(BY_KEY)})")
-        out[name] = _file_value(BY_KEY[name], f"config {path}: {key}", value)
+        if name not in FILE_KEYS:
+            known = ", ".join(FILE_KEYS)
+            raise ConfigError(f"config {path}: unknown key {key!r} (known: {known})")
+        out[name] = _file_value(FILE_KEYS[name], f"config {path}: {key}", value)
     return out
 
 
