@@ -7,7 +7,18 @@ import semconv_registry as semconv
 
 from ortel.core import catalog as c
 
-UNIT_SUFFIX = {"seconds", "bytes", "ratio", "hertz", "joules", "watts", "celsius"}
+# Prometheus' base units (https://prometheus.io/docs/practices/naming/#base-units) ortel uses.
+UNIT_SUFFIX = {
+    "seconds",
+    "bytes",
+    "ratio",
+    "hertz",
+    "joules",
+    "watts",
+    "volts",
+    "amperes",
+    "celsius",
+}
 
 
 @pytest.mark.parametrize("m", c.all_metrics(), ids=lambda m: m.name)

@@ -56,7 +56,7 @@ def test_carbon_is_energy_times_intensity_by_source():
                 gpu(1, 1.8e6),
                 integrated("powermetrics", "cpu", 10.0),
                 integrated("powermetrics", "gpu", 5.0),
-                reading(c.HWMON_ENERGY, 9999.0, chip="amd_energy", sensor="energy1"),
+                reading(c.HWMON_ENERGY, 9999.0, chip="amd_energy", sensor="energy1", label=""),
                 reading(c.POWER, 300.0, source="rapl", device="0", zone="package-0"),
             ]
         )

@@ -6,8 +6,10 @@ joules between them."""
 from __future__ import annotations
 
 import pytest
+from helpers import FIXTURES
 
-from ortel.collectors.power import parts_from_readings
+from ortel.collectors.hwmon import HwmonCollector
+from ortel.collectors.power import Part, parts_from_readings
 from ortel.core import catalog as c
 from ortel.core.energy import energy_counters
 from ortel.core.readings import Reading, reading
@@ -45,6 +47,23 @@ def macos_host(t: int) -> list[Reading]:
     ]
 
 
+def hwmon_host(t: int) -> list[Reading]:
+    # An EPYC host with amd_energy and no RAPL powercap: the socket counters count; the per-core
+    # counters inside them do not, nor does the estimate beside them.
+    return [
+        reading(
+            c.HWMON_ENERGY, 1000.0 + 40 * t, chip="amd_energy", sensor="energy1", label="Ecore000"
+        ),
+        reading(
+            c.HWMON_ENERGY, 900.0 + 30 * t, chip="amd_energy", sensor="energy33", label="Esocket0"
+        ),
+        reading(
+            c.HWMON_ENERGY, 800.0 + 20 * t, chip="amd_energy", sensor="energy34", label="Esocket1"
+        ),
+        reading(c.ENERGY, 12.0 + 7 * t, source="estimated", device="cpu", zone="package"),
+    ]
+
+
 def estimate_vm(t: int) -> list[Reading]:
     labels = {"source": "estimated", "device": "cpu", "zone": "package"}
     return [reading(c.ENERGY, 12.0 + 7 * t, **labels)]
@@ -63,6 +82,7 @@ HOSTS = {
         {("cpu", "measured"): 6.0, ("gpu", "measured"): 3.0, ("npu", "measured"): 0.5},
     ),
     "estimate-only VM": (estimate_vm, {("cpu", "estimated"): 7.0}),
+    "hwmon amd_energy": (hwmon_host, {("cpu", "measured"): 50.0}),
     "NVML GPU": (gpu_host, {("cpu", "measured"): 59.0, ("gpu", "measured"): 300.0}),
 }
 
@@ -121,3 +141,28 @@ def test_every_counter_the_rule_picks_is_named_once():
         ("rapl", "package-0@0"),
         ("rapl", "package-1@1"),
     ]
+
+
+def test_hwmon_energy_counts_only_without_rapl_and_is_labelled_hwmon():
+    counted = energy_counters(hwmon_host(1))
+    assert sorted((k.origin, k.unit) for k in counted) == [
+        ("hwmon", "Esocket0@amd_energy/energy33"),
+        ("hwmon", "Esocket1@amd_energy/energy34"),
+    ]
+    assert list(parts_from_readings(hwmon_host(1))) == [
+        Part("cpu (hwmon: Esocket0, Esocket1)", False)
+    ]
+    # RAPL measures the package where it is there: the hwmon counters would count it twice.
+    both = energy_counters([*rapl_host(1), *hwmon_host(1)])
+    assert {k.origin for k in both} == {"rapl"}
+
+
+def test_the_epyc_fixture_through_the_collectors():
+    """The amd_energy tree of tests/fixtures/hosts/epyc-server through the hwmon collector: the
+    rule counts both sockets' counters, read from their files."""
+    root = FIXTURES / "hosts/epyc-server/sysfs"
+    readings = list(HwmonCollector(root).collect())
+    chip = root / "class/hwmon/hwmon2"
+    want = sum(int((chip / f"energy{n}_input").read_text()) / 1e6 for n in (33, 34))
+    assert sum(energy_counters(readings).values()) == pytest.approx(want)
+    assert {k.origin for k in energy_counters(readings)} == {"hwmon"}

@@ -66,9 +66,28 @@ def test_a_block_that_raises_is_still_counted_and_the_error_propagates(trees):
     assert as_dict(rec.readings())[(c.BLOCK_ENERGY.name, ("m", "cpu", "measured"))] == 1.0
 
 
+def test_a_block_on_a_host_without_rapl_reads_amd_energy_sockets_not_cores(trees):
+    sysfs, procfs = trees
+    shutil.rmtree(sysfs / POWERCAP)
+    chip = sysfs / "class" / "hwmon" / "hwmon6"  # amd_energy: Ecore000, Ecore001, Esocket0
+
+    def add(n: int, uj: int) -> None:
+        f = chip / f"energy{n}_input"
+        f.write_text(f"{int(f.read_text()) + uj}\n")
+
+    rec = Recorder()
+    with energy("m", meter=EnergyMeter(sysfs, procfs), recorder=rec) as e:
+        add(1, 3_000_000)  # a core, inside the socket
+        add(3, 12_000_000)  # the socket: 12 J
+    assert (e.source, e.joules) == ("measured", pytest.approx(12.0))
+    assert e.parts == {("cpu", "measured"): pytest.approx(12.0)}
+    assert as_dict(rec.readings())[(c.BLOCK_ENERGY.name, ("m", "cpu", "measured"))] == 12.0
+
+
 def test_estimate_only_is_labelled_estimated(trees):
     sysfs, procfs = trees
     shutil.rmtree(sysfs / POWERCAP)
+    shutil.rmtree(sysfs / "class" / "hwmon")  # its amd_energy chip measures the CPU too
     rec = Recorder()
     meter = EnergyMeter(sysfs, procfs, cpu_idle_watts=1.0, cpu_max_watts=5.0)
     stat = procfs / "stat"

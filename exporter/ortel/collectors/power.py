@@ -7,8 +7,9 @@ energy counter; a phase's energy is the counters' difference between its start a
 interpolated between samples), its power timeline the difference between consecutive samples.
 
 What is counted comes from the one energy rule (``ortel.core.energy``), grouped into parts by
-device and collector: "cpu (rapl: dram, package-0)", "cpu (estimated: package)",
-"gpu (nvml: 2 GPUs)". Without any of them the run reports "no power data", never zero.
+device and collector: "cpu (rapl: dram, package-0)", "cpu (hwmon: Esocket0, Esocket1)",
+"cpu (estimated: package)", "gpu (nvml: 2 GPUs)". Without any of them the run reports "no power
+data", never zero.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ortel.core.energy import Counter, energy_counters
+from ortel.core.energy import ENERGY_COLLECTORS, Counter, energy_counters
 from ortel.core.energy import source_label as _source_label
 
 from .base import Collector, CollectorOptions, NoDataError
 from .registry import BY_NAME
 
 log = logging.getLogger("ortel.profiling")
-
-POWER_COLLECTORS = ("rapl", "nvml", "powermetrics", "estimate")
 
 
 @dataclass(frozen=True)
@@ -230,7 +229,7 @@ def collector_sampler(
     sysfs: Path = Path("/sys"),
     procfs: Path = Path("/proc"),
     interval: float = 0.2,
-    names: Sequence[str] = POWER_COLLECTORS,
+    names: Sequence[str] = ENERGY_COLLECTORS,
 ) -> tuple[Callable[[], dict[Part, float]] | None, list[str]]:
     """A sample function over whichever power collectors can be read here, and why the others
     gave nothing (one line each). None when nothing gives power data."""

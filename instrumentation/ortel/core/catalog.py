@@ -77,6 +77,8 @@ OTEL_UNITS = {
     "bytes": "By",
     "joules": "J",
     "watts": "W",
+    "volts": "V",
+    "amperes": "A",
     "celsius": "Cel",
     "hertz": "Hz",
     "ratio": "1",
@@ -480,15 +482,15 @@ RAPL_ENERGY = _define(
     ("zone", "index"),
     "ortel.rapl.energy",
 )
+HWMON_LABELS = ("chip", "sensor", "label")
 HWMON_ENERGY = _define(
     "ortel_hwmon_energy_joules_total",
     "counter",
     "joules",
     "Energy counter of an hwmon sensor (energyN_input), as the driver reports it.",
-    ("chip", "sensor"),
+    HWMON_LABELS,
     "ortel.hwmon.energy",
 )
-HWMON_LABELS = ("chip", "sensor", "label")
 TEMPERATURE = _define(
     "ortel_temperature_celsius",
     "gauge",
@@ -526,6 +528,128 @@ FAN_SPEED = _define(
     otel_unit="rpm",
     otel_attributes=(("hw.id", "{chip}/{sensor}"), ("hw.name", "label")),
     otel_constants=(("hw.type", "fan"),),
+)
+TEMPERATURE_MIN = _define(
+    "ortel_temperature_min_celsius",
+    "gauge",
+    "celsius",
+    "Minimum (low) temperature threshold of an hwmon sensor (tempN_min).",
+    HWMON_LABELS,
+    "ortel.hwmon.temperature.min",
+)
+FAN_SPEED_MIN = _define(
+    "ortel_fan_speed_min_rpm",
+    "gauge",
+    "",
+    "Minimum fan speed threshold in revolutions per minute (fanN_min).",
+    HWMON_LABELS,
+    "ortel.hwmon.fan.speed.min",
+    otel_unit="rpm",
+)
+FAN_SPEED_MAX = _define(
+    "ortel_fan_speed_max_rpm",
+    "gauge",
+    "",
+    "Maximum fan speed threshold in revolutions per minute (fanN_max).",
+    HWMON_LABELS,
+    "ortel.hwmon.fan.speed.max",
+    otel_unit="rpm",
+)
+VOLTAGE = _define(
+    "ortel_voltage_volts",
+    "gauge",
+    "volts",
+    "Voltage of an hwmon sensor (inN_input, converted from millivolts).",
+    HWMON_LABELS,
+    "ortel.hwmon.voltage",
+)
+VOLTAGE_MIN = _define(
+    "ortel_voltage_min_volts",
+    "gauge",
+    "volts",
+    "Minimum voltage threshold of an hwmon sensor (inN_min).",
+    HWMON_LABELS,
+    "ortel.hwmon.voltage.min",
+)
+VOLTAGE_MAX = _define(
+    "ortel_voltage_max_volts",
+    "gauge",
+    "volts",
+    "Maximum voltage threshold of an hwmon sensor (inN_max).",
+    HWMON_LABELS,
+    "ortel.hwmon.voltage.max",
+)
+VOLTAGE_CRITICAL = _define(
+    "ortel_voltage_critical_volts",
+    "gauge",
+    "volts",
+    "Critical voltage threshold of an hwmon sensor (inN_crit).",
+    HWMON_LABELS,
+    "ortel.hwmon.voltage.critical",
+)
+CURRENT = _define(
+    "ortel_current_amperes",
+    "gauge",
+    "amperes",
+    "Current of an hwmon sensor (currN_input, converted from milliamperes).",
+    HWMON_LABELS,
+    "ortel.hwmon.current",
+)
+CURRENT_MIN = _define(
+    "ortel_current_min_amperes",
+    "gauge",
+    "amperes",
+    "Minimum current threshold of an hwmon sensor (currN_min).",
+    HWMON_LABELS,
+    "ortel.hwmon.current.min",
+)
+CURRENT_MAX = _define(
+    "ortel_current_max_amperes",
+    "gauge",
+    "amperes",
+    "Maximum current threshold of an hwmon sensor (currN_max).",
+    HWMON_LABELS,
+    "ortel.hwmon.current.max",
+)
+CURRENT_CRITICAL = _define(
+    "ortel_current_critical_amperes",
+    "gauge",
+    "amperes",
+    "Critical current threshold of an hwmon sensor (currN_crit).",
+    HWMON_LABELS,
+    "ortel.hwmon.current.critical",
+)
+HWMON_POWER = _define(
+    "ortel_hwmon_power_watts",
+    "gauge",
+    "watts",
+    "Instantaneous power of an hwmon sensor (powerN_input, converted from microwatts).",
+    HWMON_LABELS,
+    "ortel.hwmon.power",
+)
+HWMON_POWER_AVERAGE = _define(
+    "ortel_hwmon_power_average_watts",
+    "gauge",
+    "watts",
+    "Power of an hwmon sensor averaged over the driver's interval (powerN_average).",
+    HWMON_LABELS,
+    "ortel.hwmon.power.average",
+)
+HWMON_POWER_MAX = _define(
+    "ortel_hwmon_power_max_watts",
+    "gauge",
+    "watts",
+    "Maximum power threshold of an hwmon sensor (powerN_max).",
+    HWMON_LABELS,
+    "ortel.hwmon.power.max",
+)
+HWMON_POWER_CRITICAL = _define(
+    "ortel_hwmon_power_critical_watts",
+    "gauge",
+    "watts",
+    "Critical power threshold of an hwmon sensor (powerN_crit).",
+    HWMON_LABELS,
+    "ortel.hwmon.power.critical",
 )
 THERMAL_ZONE_TEMPERATURE = _define(
     "ortel_thermal_zone_temperature_celsius",

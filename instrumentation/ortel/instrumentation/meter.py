@@ -29,13 +29,11 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from ortel.core.energy import energy_counters, totals
+from ortel.core.energy import ENERGY_COLLECTORS, energy_counters, totals
 from ortel.core.energy import source_label as _source_label
 from ortel.core.readings import Reading
 
 from .recorder import RECORDER, Recorder, Series
-
-COLLECTORS = ("rapl", "powermetrics", "estimate", "nvml")  # the registry's energy collectors
 
 Part = tuple[str, str]  # (device, source)
 
@@ -71,7 +69,7 @@ class EnergyMeter:
         self,
         sysfs: str | Path | None = None,
         procfs: str | Path | None = None,
-        collectors: Sequence[str] = COLLECTORS,
+        collectors: Sequence[str] = ENERGY_COLLECTORS,
         cpu_idle_watts: float | None = None,
         cpu_max_watts: float | None = None,
     ) -> None:
