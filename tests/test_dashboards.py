@@ -1,5 +1,6 @@
-"""The Grafana dashboards: generated files current, names from the catalogue, sound JSON, and
-every panel query answered with data by a real Prometheus scraping a live ``ortel serve --demo``.
+"""The Grafana dashboards: generated files current, names from the catalogue (and from the
+recording rules of ``ortel rules``), sound JSON, and every panel query answered with data by a real
+Prometheus scraping a live ``ortel serve --demo`` with those rules loaded.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from helpers import FIXTURES
 
 from ortel.core import catalog
 from ortel.exporter import dashboards as d
+from ortel.exporter import rules as r
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards"
+RULES = DASHBOARDS / "ortel-rules.yml"
 CHART_COPY = ROOT / "helm" / "ortel" / "dashboards"
 BUILTIN_VARS = {"__rate_interval", "__interval", "__range"}
 
@@ -111,6 +114,44 @@ def test_every_metric_name_exists_in_the_catalogue():
                 assert m is not None, f"{name}: {series!r} is not in ortel.core.catalog"
                 seen.add(m.name)
     assert catalog.INFERENCES.name in seen and catalog.CPU_UTILIZATION.name in seen
+
+
+def test_every_recorded_series_is_recorded_by_the_rules():
+    """The SLO view reads the rules' series: a renamed rule cannot leave a panel behind."""
+    recorded = {
+        rule["record"] for g in r.groups(r.Slo()) for rule in g["rules"] if "record" in rule
+    }
+    used = {
+        name for dash in shipped().values() for _, e in exprs(dash) for name in d.recorded_names(e)
+    }
+    assert r.ERROR_BUDGET in used and r.latency_sli("1h") in used
+    assert used <= recorded, used - recorded
+    assert d.metric_names(f"{r.error_sli('1h')} / {catalog.INFERENCES.name}") == [
+        catalog.INFERENCES.name
+    ]
+
+
+def test_slo_view_draws_each_burn_rate_alert_threshold():
+    """One panel per window pair of the burn-rate alerts: both windows' burn rates, the alert's
+    burn factor drawn as a line, the axis reaching it; budgets left and objectives per model."""
+    slo = shipped()["ortel-slo.json"]
+    by_title = {p["title"]: p for p in panels(slo)}
+    for what, sli in (("Error budget", r.error_sli), ("Latency budget", r.latency_sli)):
+        for long, short, factor, severity in r.BURN_PAIRS:
+            p = by_title[f"{what} burn {long} / {short}: {severity} above {factor:g}x"]
+            assert [sli(long) in t["expr"] for t in p["targets"]] == [True, False]
+            assert sli(short) in p["targets"][1]["expr"]
+            custom = p["fieldConfig"]["defaults"]["custom"]
+            assert custom["thresholdsStyle"] == {"mode": "dashed"}
+            assert custom["axisSoftMax"] >= factor
+            steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            assert steps[-1] == {
+                "color": "red" if severity == "critical" else "orange",
+                "value": factor,
+            }
+    for title in ("Error budget left (30d)", "Latency budget left (30d)"):
+        assert by_title[title]["type"] == "stat" and by_title[title]["targets"][0]["instant"]
+        assert "min" not in by_title[title]["fieldConfig"]["defaults"]  # overspent: below 0
 
 
 def test_base_metric_maps_series_suffixes_by_kind():
@@ -282,7 +323,8 @@ def test_every_panel_query_returns_data(tmp_path):
         env = dict(os.environ, ORTEL_MULTIPROC_DIR=str(multiproc))
         gen = subprocess.Popen([sys.executable, "-c", GENERATIONS], env=env)
         try:
-            with Prometheus([serve.target]) as prom, serve:
+            # The rules of `ortel rules`: the SLO view reads their recorded series.
+            with Prometheus([serve.target], rule_files=[RULES]) as prom, serve:
                 check_every_panel(prom, serve)
         finally:
             gen.terminate()

@@ -1,6 +1,7 @@
 """The Helm chart (helm/ortel): linted and rendered by a real helm, every manifest validated
 against Kubernetes 1.33's schemas (kubernetes-validate, strict) and the Prometheus Operator CRD
-schemas, for the default values and for a values file that turns every option on.
+schemas, for the default values and for a values file that turns every option on. The
+PrometheusRule carries exactly the rules `ortel rules --format prometheusrule` prints.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from harness import TOOLS_BIN, require_tool
 
 from ortel.exporter.cli import cli
+from ortel.exporter.config import RULE_OPTIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,7 +91,7 @@ def test_renders_every_resource(rendered):
     )
     assert sorted(d["kind"] for d in rendered["all-options"]) == sorted(
         ["ServiceAccount", "ConfigMap", "ConfigMap", "Service", "DaemonSet", "ServiceMonitor"]
-        + ["PodMonitor", "Job", "Job"]
+        + ["PodMonitor", "PrometheusRule", "Job", "Job"]
     )
 
 
@@ -116,6 +118,8 @@ def test_prometheus_operator_resources_validate_against_their_crds(rendered, val
         "ok",
         "PodMonitor/ortel-telemetry",
         "ok",
+        "PrometheusRule/ortel-telemetry",
+        "ok",
         "ServiceMonitor/ortel-telemetry",
     ]
 
@@ -134,9 +138,52 @@ def test_validators_reject_broken_manifests(rendered):
     sm["spec"]["endpoints"][0]["interval"] = "30 seconds"
     res = crd_validate([sm])
     assert res.returncode == 1 and "interval must match pattern" in res.stdout, res.stdout
+    pr = copy.deepcopy(only(rendered["all-options"], "PrometheusRule"))
+    pr["spec"]["groups"][-1]["rules"][0]["for"] = "10 minutes"
+    res = crd_validate([pr])
+    assert res.returncode == 1 and "for must match pattern" in res.stdout, res.stdout
 
 
 # --- what the manifests say ---------------------------------------------------------------------
+def ortel_rules_prometheusrule() -> dict[str, Any]:
+    res = CliRunner().invoke(cli, ["rules", "--format", "prometheusrule"], env=RULES_ENV_UNSET)
+    assert res.exit_code == 0, res.output
+    return dict(yaml.safe_load(res.output))
+
+
+# SLO settings in the environment would change `ortel rules`' output, not the chart's copy.
+RULES_ENV_UNSET: dict[str, str | None] = {
+    "ORTEL_CONFIG": None,
+    **{o.envvar: None for o in RULE_OPTIONS},
+}
+
+
+def test_prometheusrule_has_exactly_the_rules_of_ortel_rules(helm):
+    """`--set prometheusRule.enabled=true` alone: the rules `ortel rules --format
+    prometheusrule` prints, in the release's namespace, valid against the CRD schema."""
+    docs = template(helm, "--set", "prometheusRule.enabled=true")
+    pr = only(docs, "PrometheusRule")
+    want = ortel_rules_prometheusrule()
+    assert (pr["apiVersion"], pr["kind"]) == (want["apiVersion"], want["kind"])
+    assert pr["spec"] == want["spec"]
+    assert sum(len(g["rules"]) for g in pr["spec"]["groups"]) > 30
+    assert pr["metadata"]["namespace"] == NAMESPACE
+    assert pr["metadata"]["labels"]["app.kubernetes.io/name"] == "ortel"
+    res = crd_validate([pr])
+    assert res.returncode == 0 and res.stdout.split() == ["ok", "PrometheusRule/t-ortel"], (
+        res.stdout + res.stderr
+    )
+
+
+def test_prometheusrule_options(rendered):
+    pr = only(rendered["all-options"], "PrometheusRule")
+    assert pr["metadata"]["namespace"] == "monitoring"
+    assert pr["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert pr["metadata"]["annotations"] == {"example.com/owner": "ml-platform"}
+    assert pr["spec"] == ortel_rules_prometheusrule()["spec"]
+    assert not [d for d in rendered["default"] if d["kind"] == "PrometheusRule"]
+
+
 def test_dashboards_configmap_holds_the_dashboards_for_the_grafana_sidecar(rendered):
     cms = [d for d in rendered["default"] if d["metadata"]["name"].endswith("-dashboards")]
     assert len(cms) == 1
@@ -151,8 +198,9 @@ def test_dashboards_configmap_holds_the_dashboards_for_the_grafana_sidecar(rende
 def test_kubectl_builds_the_same_dashboards_configmap(rendered):
     """The documented no-Helm route (kubectl create configmap --from-file) gives the same data."""
     kubectl = require_tool("kubectl")
+    files = [f"--from-file={p}" for p in sorted(DASHBOARDS.glob("*.json"))]
     res = run(
-        [kubectl, "create", "configmap", "ortel-dashboards", f"--from-file={DASHBOARDS}"]
+        [kubectl, "create", "configmap", "ortel-dashboards", *files]
         + ["--dry-run=client", "-o", "json"],
         env={"KUBECONFIG": "/dev/null", "PATH": "/usr/bin:/bin"},
     )
@@ -298,6 +346,7 @@ def test_profile_job_arguments_are_accepted_by_ortel_profile(rendered):
         ),
         (["--set", "profile.enabled=true"], "profile.enabled needs profile.nodes"),
         (["--set", "servicemonitor.enabled=true"], "additional properties 'servicemonitor'"),
+        (["--set", "prometheusRule.enable=true"], "additional properties 'enable'"),
         (["--set", "port=70000"], "/port"),
     ],
 )
@@ -320,3 +369,6 @@ def test_notes_render(helm, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "WARNING: both a ServiceMonitor and a PodMonitor are enabled" in res.stdout
     assert "ortel runs import" in res.stdout
+    assert "PrometheusRule ortel-telemetry carries" in res.stdout
+    # nameOverride: telemetry names the monitors' job: the absent alert would not find it.
+    assert "OrtelExporterAbsent will fire" in res.stdout

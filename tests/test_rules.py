@@ -47,17 +47,20 @@ def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 # --- the generated file -----------------------------------------------------------------------
 def test_committed_rules_are_current():
-    assert r.main(["--check", str(COMMITTED)]) == 0, (
-        "run: python -m ortel.exporter.rules --write dashboards/ortel-rules.yml"
-    )
+    """dashboards/ortel-rules.yml and the Helm chart's copy, which its PrometheusRule reads."""
+    assert r.main(["--check"]) == 0, "run: python -m ortel.exporter.rules --write"
+    assert r.CHART_COPY == ROOT / "helm" / "ortel" / "rules" / "ortel-rules.yml"
+    assert r.CHART_COPY.read_text() == COMMITTED.read_text()
 
 
 def test_check_reports_a_stale_file(tmp_path):
     stale = tmp_path / "rules.yml"
     stale.write_text(COMMITTED.read_text().replace(c.INFERENCES.name, "ortel_old_total"))
-    assert r.main(["--check", str(stale)]) == 1
+    fresh = tmp_path / "fresh.yml"
+    fresh.write_text(COMMITTED.read_text())
+    assert r.main(["--check", str(fresh), str(stale)]) == 1
     assert r.main(["--write", str(stale)]) == 0
-    assert r.main(["--check", str(stale)]) == 0
+    assert r.main(["--check", str(fresh), str(stale)]) == 0
 
 
 def test_cli_prints_the_committed_file():
@@ -477,15 +480,6 @@ def test_promtool_unit_tests_cover_every_alert(demo_series, tmp_path):
 
 
 # --- a real Prometheus ------------------------------------------------------------------------
-class RulesPrometheus(Prometheus):
-    def __init__(self, targets: list[str], rule_file: Path) -> None:
-        super().__init__(targets)
-        self.rule_file = rule_file
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "rule_files": [str(self.rule_file)]}
-
-
 def rule_states(prom: Prometheus) -> Iterator[dict[str, Any]]:
     for group in prom.api("/api/v1/rules")["groups"]:
         yield from group["rules"]
@@ -497,7 +491,7 @@ def test_real_prometheus_evaluates_every_rule_ok_on_the_demo(tmp_path):
     rules.write_text(COMMITTED.read_text())
     with live_sysfs(tmp_path) as sysfs:
         serve = OrtelServe("--demo", "--sysfs", str(sysfs))
-        with RulesPrometheus([serve.target], rules) as prom, serve:
+        with Prometheus([serve.target], rule_files=[rules]) as prom, serve:
             prom.wait_for(f'up{{instance="{serve.target}"}} == 1', timeout=30)
             want = sum(len(g["rules"]) for g in r.groups(r.Slo()))
             deadline = time.monotonic() + 30

@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ortel.core import catalog as c
 from ortel.core.catalog import MetricDef
+from ortel.exporter import rules as r
 
 # Grafana 11.0's dashboard schema; newer Grafana migrates it on load, older Grafana cannot read
 # newer schemas, so this is the oldest version that has every panel option used here.
@@ -119,6 +121,8 @@ class Panel:
     min: float | None = 0  # every ortel metric is non-negative
     max: float | None = None
     thresholds: tuple[tuple[float | None, str], ...] = ()  # (from value, colour); None = base
+    threshold_lines: bool = False  # draw the thresholds on a time series (dashed)
+    soft_max: float | None = None  # the y axis reaches at least this: a threshold line shows
 
 
 @dataclass(frozen=True)
@@ -1096,16 +1100,171 @@ OPERATORS = Dashboard(
     ),
 )
 
-DASHBOARDS: tuple[Dashboard, ...] = (OVERVIEW, LATENCY, HOST, ENERGY, OPERATORS, LLM, GPU)
+# SLOs, from the recording rules of `ortel rules` (Prometheus must load them, docs/alerts.md):
+# budgets and SLIs come from the rules, so per-model objectives and overrides hold here too.
+SLO_PERIOD = "30d"  # the period the workbook's burn factors (14.4, 6, 3, 1) assume
+SLO_SEL = '{instance=~"$instance",model=~"$model"}'
+
+
+def _burn(sli: str, budget: str, on: str, by: str) -> str:
+    """The SLI in units of the budget (1: spent exactly over the SLO period), worst instance."""
+    return f"max by ({by}) ({sli}{SLO_SEL} / on ({on}) {budget}{SLO_SEL})"
+
+
+def _burn_panels(
+    what: str, alert: str, sli: Callable[[str], str], budget: str, on: str, by: str
+) -> list[Panel]:
+    legend = " ".join(f"{{{{{label}}}}}" for label in by.split(", "))
+    out = []
+    for long, short, factor, severity in r.BURN_PAIRS:
+        out.append(
+            P(
+                f"{what} burn {long} / {short}: {severity} above {factor:g}x",
+                Q(_burn(sli(long), budget, on, by), f"{legend} {long}"),
+                Q(_burn(sli(short), budget, on, by), f"{legend} {short}"),
+                unit="suffix:x",
+                width=6,
+                thresholds=(
+                    (None, "green"),
+                    (factor, "red" if severity == "critical" else "orange"),
+                ),
+                threshold_lines=True,
+                soft_max=factor * 1.25,
+                description=f"How fast the {what.lower()} budget burns over the {long} and {short} "
+                f"windows (1x spends it exactly in {SLO_PERIOD}), worst instance. {alert} "
+                f"({severity}) fires while both lines are above the dashed line at {factor:g}x.",
+            )
+        )
+    return out
+
+
+def _budget_left(ratio: str, budget: str) -> str:
+    return f"1 - (\n{ratio}\n) / max by (model) ({budget}{SLO_SEL})"
+
+
+def _over_period(expr: str) -> str:
+    return f"sum by (model) ({expr}[{SLO_PERIOD}]))"
+
+
+ERRORS_IN_PERIOD = _over_period(f"increase({sel(c.INFERENCES, ERR)}")
+CALLS_IN_PERIOD = _over_period(f"increase({sel(c.INFERENCES)}")
+ERROR_BUDGET_LEFT = _budget_left(
+    f"({ERRORS_IN_PERIOD} or {CALLS_IN_PERIOD} * 0)\n/\n{CALLS_IN_PERIOD}", r.ERROR_BUDGET
+)
+LATENCY_BUDGET_LEFT = _budget_left(
+    f"{_over_period(f'sum_over_time({r.SLOW_CALLS}{SLO_SEL}')}\n/\n"
+    f"{_over_period(f'sum_over_time({r.LATENCY_CALLS}{SLO_SEL}')}",
+    r.LATENCY_BUDGET,
+)
+BUDGET_LEFT = ((None, "red"), (0.25, "orange"), (0.5, "green"))
+ML_ON = "job, instance, model, provider"
+M_ON = "job, instance, model"
+
+
+def _slo_row(
+    title: str,
+    objective: tuple[str, str, str],
+    budget_left: tuple[str, str, str],
+    burn: tuple[str, str, Callable[[str], str], str, str, str],
+) -> Row:
+    """One objective: its target, the budget left over the period (each a (title, query,
+    description)) and its burn-rate panels."""
+    (o_title, o_query, o_help), (b_title, b_query, b_help) = objective, budget_left
+    stat: dict[str, Any] = {"unit": "percentunit", "kind": "stat", "height": 5}
+    return Row(
+        title,
+        (
+            P(o_title, Q(o_query, "{{model}}", instant=True), width=8, description=o_help, **stat),
+            P(
+                b_title,
+                Q(b_query, "{{model}}", instant=True),
+                width=16,
+                min=None,
+                max=1,
+                thresholds=BUDGET_LEFT,
+                description=b_help,
+                **stat,
+            ),
+            *_burn_panels(*burn),
+        ),
+    )
+
+
+SLO = Dashboard(
+    "ortel-slo",
+    "ortel / SLOs",
+    "Error and latency budgets per model and how fast they burn, against the thresholds of the "
+    "burn-rate alerts. Needs the recording rules of `ortel rules` in Prometheus.",
+    (
+        _slo_row(
+            "Availability: calls that do not raise",
+            (
+                "Availability objective",
+                f"1 - max by (model) ({r.ERROR_BUDGET}{SLO_SEL})",
+                "Share of calls that must not raise (ortel rules --slo-availability, "
+                "--slo-overrides).",
+            ),
+            (
+                f"Error budget left ({SLO_PERIOD})",
+                ERROR_BUDGET_LEFT,
+                f"Share of the error budget not yet spent over the last {SLO_PERIOD}, all "
+                "instances: 1 - error ratio / (1 - objective). Below 0: the SLO is broken.",
+            ),
+            (
+                "Error budget",
+                "OrtelErrorBudgetBurn",
+                r.error_sli,
+                r.ERROR_BUDGET,
+                ML_ON,
+                "model, provider",
+            ),
+        ),  # fmt: skip
+        _slo_row(
+            "Latency: successful calls within the threshold",
+            (
+                "Latency objective",
+                f"1 - max by (model) ({r.LATENCY_BUDGET}{SLO_SEL})",
+                "Share of successful calls that must be within the latency threshold (ortel "
+                "rules --slo-latency-target; the threshold is each model's SLA target unless "
+                "--slo-latency-threshold).",
+            ),
+            (
+                f"Latency budget left ({SLO_PERIOD})",
+                LATENCY_BUDGET_LEFT,
+                f"Share of the latency budget not yet spent over the last {SLO_PERIOD}, all "
+                "instances: 1 - slow share / (1 - objective). Only models with a latency "
+                "threshold (an SLA target) have one.",
+            ),
+            (
+                "Latency budget",
+                "OrtelLatencyBudgetBurn",
+                r.latency_sli,
+                r.LATENCY_BUDGET,
+                M_ON,
+                "model",
+            ),
+        ),  # fmt: skip
+    ),
+    time_from="now-6h",
+    extra_tags=("slo",),
+)
+
+DASHBOARDS: tuple[Dashboard, ...] = (OVERVIEW, LATENCY, SLO, HOST, ENERGY, OPERATORS, LLM, GPU)
 
 
 # --- rendering to Grafana JSON -------------------------------------------------------------------
-_METRIC_RE = re.compile(r"\bortel_[a-z0-9_]+\b")
+_METRIC_RE = re.compile(r"(?<!:)\bortel_[a-z0-9_]+\b")  # not inside a recorded level:name:ops
+_RECORDED_RE = re.compile(r"\b[a-z_]+:ortel_[a-z0-9_]+:[a-z0-9_]+\b")
 
 
 def metric_names(expr: str) -> list[str]:
     """Every ortel metric name (with any _bucket/_sum/_count suffix) an expression reads."""
     return _METRIC_RE.findall(expr)
+
+
+def recorded_names(expr: str) -> list[str]:
+    """Every series of ortel's recording rules (``level:metric:operations``) an expression reads."""
+    return _RECORDED_RE.findall(expr)
 
 
 def base_metric(series: str) -> MetricDef | None:
@@ -1170,6 +1329,10 @@ def _panel(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
             "spanNulls": False,
             "stacking": {"mode": "normal" if panel.stack else "none", "group": "A"},
         }
+        if panel.threshold_lines:
+            defaults["custom"]["thresholdsStyle"] = {"mode": "dashed"}
+        if panel.soft_max is not None:
+            defaults["custom"]["axisSoftMax"] = panel.soft_max
         options = {
             "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
             "tooltip": {"mode": "multi", "sort": "desc"},

@@ -6,7 +6,7 @@ rules are named ``level:metric:operations``. docs/alerts.md explains each alert:
 
     ortel rules > ortel-rules.yml
     ortel rules --format prometheusrule > ortel-prometheusrule.yaml
-    python -m ortel.exporter.rules --check dashboards/ortel-rules.yml  # exit 1: stale
+    python -m ortel.exporter.rules --check  # exit 1: a committed copy is stale (--write fixes)
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ DEFAULT_SELECTOR = 'job=~".*ortel.*"'  # finds ortel's scrape jobs for the up/ab
 # Where runbook_url points; --runbook-url makes it absolute for Alertmanager receivers.
 RUNBOOK = "docs/alerts.md"
 COMMITTED = Path(__file__).resolve().parents[3] / "dashboards" / "ortel-rules.yml"
+# The Helm chart's copy, which its PrometheusRule template reads (.Files.Get).
+CHART_COPY = COMMITTED.parents[1] / "helm" / "ortel" / "rules" / "ortel-rules.yml"
 
 RATE = "5m"
 # SLI windows the burn-rate pairs need: (long, short, burn factor, severity).
@@ -201,6 +203,19 @@ def _slow_ratio(o: Objective, window: str, matchers: str) -> str:
     return f"1 - (\n{fast}\n/\n{_rate(f'{h}_count', M, window, ok)}\n)"
 
 
+def _slow_counts(o: Objective, window: str, matchers: str) -> tuple[str, str]:
+    """(slow, all) successful calls a second, as the latency SLI counts them."""
+    ok = ", ".join(m for m in (matchers, 'status="ok"') if m)
+    if o.latency_threshold is None:
+        return _rate(c.SLA_VIOLATIONS.name, M, window, matchers), _rate(
+            c.INFERENCES.name, M, window, ok
+        )
+    h = c.INFERENCE_DURATION.name
+    le = f'le="{floatToGoString(o.latency_threshold)}"'
+    count = _rate(f"{h}_count", M, window, ok)
+    return f"{count}\n-\n{_rate(f'{h}_bucket', M, window, f'{ok}, {le}')}", count
+
+
 def _either(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else "\n or\n".join(f"(\n{p}\n)" for p in parts)
 
@@ -211,6 +226,14 @@ def error_sli(w: str) -> str:
 
 def latency_sli(w: str) -> str:
     return f"model:ortel_slo_slow_calls:ratio_rate{w}"
+
+
+# For the SLO dashboard: each model's budgets as series (burn rate = SLI / budget, overrides
+# included), and the latency SLI's counts, which add up over 30 days where ratios would not.
+ERROR_BUDGET = "model_provider:ortel_slo_error_budget:ratio"
+LATENCY_BUDGET = "model:ortel_slo_latency_budget:ratio"
+SLOW_CALLS = f"model:ortel_slo_slow_calls:rate{RATE}"
+LATENCY_CALLS = f"model:ortel_slo_latency_calls:rate{RATE}"
 
 
 def recording_rules() -> list[dict[str, Any]]:
@@ -268,6 +291,26 @@ def sli_rules(slo: Slo) -> list[dict[str, Any]]:
 
 def _budget(percent: float) -> str:
     return f"{(100.0 - percent) / 100.0:.6g}"
+
+
+def budget_rules(slo: Slo) -> list[dict[str, Any]]:
+    matchers = _model_matchers(slo)
+
+    def budget(by: str, attr: str) -> str:
+        return _either(
+            [
+                f"{_budget(getattr(o, attr))} * group by ({by}) ({c.INFERENCES.name}{_sel(m)})"
+                for m, o in matchers
+            ]
+        )
+
+    counts = [_slow_counts(o, RATE, m) for m, o in matchers]
+    return [
+        {"record": ERROR_BUDGET, "expr": budget(ML, "availability")},
+        {"record": LATENCY_BUDGET, "expr": budget(M, "latency_target")},
+        {"record": SLOW_CALLS, "expr": _either([slow for slow, _ in counts])},
+        {"record": LATENCY_CALLS, "expr": _either([total for _, total in counts])},
+    ]
 
 
 def _burn(sli: Any, slo: Slo, long: str, short: str, factor: float, attr: str) -> str:
@@ -420,7 +463,7 @@ def alert_rules(slo: Slo) -> list[dict[str, Any]]:
 def groups(slo: Slo) -> list[dict[str, Any]]:
     return [
         {"name": "ortel.rules", "rules": recording_rules()},
-        {"name": "ortel-slo.rules", "rules": sli_rules(slo)},
+        {"name": "ortel-slo.rules", "rules": sli_rules(slo) + budget_rules(slo)},
         {"name": "ortel.alerts", "rules": alert_rules(slo)},
     ]
 
@@ -452,18 +495,22 @@ def render(slo: Slo, fmt: str = "rules") -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``--check FILE`` (exit 1 when FILE differs from the defaults' rules) or ``--write FILE``."""
-    if len(argv) != 2 or argv[0] not in ("--check", "--write"):
-        print("usage: python -m ortel.exporter.rules --check|--write FILE", file=sys.stderr)
+    """``--check [FILE...]`` (exit 1 when a FILE differs from the defaults' rules) or
+    ``--write [FILE...]``; no FILE: dashboards/ortel-rules.yml and the Helm chart's copy."""
+    if not argv or argv[0] not in ("--check", "--write"):
+        print("usage: python -m ortel.exporter.rules --check|--write [FILE...]", file=sys.stderr)
         return 2
-    path, want = Path(argv[1]), render(Slo())
+    paths, want = [Path(a) for a in argv[1:]] or [COMMITTED, CHART_COPY], render(Slo())
     if argv[0] == "--write":
-        path.write_text(want)
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(want)
         return 0
-    if not path.is_file() or path.read_text() != want:
-        print(
-            f"{path} is stale; run: python -m ortel.exporter.rules --write {path}", file=sys.stderr
-        )
+    stale = [p for p in paths if not p.is_file() or p.read_text() != want]
+    for path in stale:
+        print(f"{path} is stale", file=sys.stderr)
+    if stale:
+        print(f"run: python -m ortel.exporter.rules --write {' '.join(argv[1:])}", file=sys.stderr)
         return 1
     return 0
 
