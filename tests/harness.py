@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -240,7 +240,68 @@ class PrometheusError(AssertionError):
     pass
 
 
-class Prometheus:
+_Daemon = TypeVar("_Daemon", bound="_ConfiguredDaemon")
+
+
+class _ConfiguredDaemon:
+    """A Debian daemon (Prometheus, Alertmanager) run from a JSON config in a temporary
+    directory. Entering waits for /-/ready and returns self; leaving stops it and cleans up."""
+
+    tool = ""  # the executable, found by require_tool
+    config_file = ""
+    url = ""
+
+    def __init__(self, startup_timeout: float) -> None:
+        self.startup_timeout = startup_timeout
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._p: _Process | None = None
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def argv(self, exe: str, cfg: Path, work: Path) -> list[str]:
+        raise NotImplementedError
+
+    def __enter__(self: _Daemon) -> _Daemon:
+        exe = require_tool(self.tool)
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"ortel-{self.tool}-")
+        work = Path(self._tmp.name)
+        cfg = work / self.config_file
+        cfg.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML
+        self._p = _Process(self.argv(exe, cfg, work), work)
+        try:
+            why = _wait_http_ok(f"{self.url}/-/ready", self._p.proc, self.startup_timeout)
+        except BaseException:
+            self._cleanup()
+            raise
+        if why is not None:
+            out = self._p.output()
+            self._cleanup()
+            pytest.fail(f"{self.tool} did not become ready: {why}\n{out}", pytrace=False)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._p is not None:
+            self._p.stop(grace=10.0)
+            self._p.kill_group()
+            self._p = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def output(self) -> str:
+        return self._p.output() if self._p else ""
+
+
+class Prometheus(_ConfiguredDaemon):
     """A throwaway Prometheus (Debian 2.42 flags) scraping `targets` every second, evaluating
     `rule_files` every second and sending alerts to `alertmanagers` (host:port).
 
@@ -259,13 +320,11 @@ class Prometheus:
         self.targets = list(targets)
         self.job = job
         self.scrape_interval = scrape_interval
-        self.startup_timeout = startup_timeout
         self.rule_files = [str(f) for f in rule_files]
         self.alertmanagers = list(alertmanagers)
+        super().__init__(startup_timeout)
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._p: _Process | None = None
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {
@@ -289,13 +348,11 @@ class Prometheus:
             }
         return cfg
 
-    def __enter__(self) -> Prometheus:
-        exe = require_tool("prometheus")
-        self._tmp = tempfile.TemporaryDirectory(prefix="ortel-prom-")
-        work = Path(self._tmp.name)
-        cfg = work / "prometheus.yml"
-        cfg.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML
-        argv = [
+    tool = "prometheus"
+    config_file = "prometheus.yml"
+
+    def argv(self, exe: str, cfg: Path, work: Path) -> list[str]:
+        return [
             exe,
             f"--config.file={cfg}",
             f"--storage.tsdb.path={work / 'data'}",
@@ -304,34 +361,6 @@ class Prometheus:
             f"--web.console.templates={work}",
             f"--web.console.libraries={work}",
         ]
-        self._p = _Process(argv, work)
-        try:
-            why = _wait_http_ok(f"{self.url}/-/ready", self._p.proc, self.startup_timeout)
-        except BaseException:
-            self._cleanup()
-            raise
-        if why is not None:
-            out = self._p.output()
-            self._cleanup()
-            pytest.fail(f"prometheus did not become ready: {why}\n{out}", pytrace=False)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        if self._p is not None:
-            self._p.stop(grace=10.0)
-            self._p.kill_group()
-            self._p = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
     def api(self, path: str, **params: str) -> Any:
         """`data` of a Prometheus HTTP API call; raises PrometheusError on an error answer."""
@@ -378,25 +407,23 @@ class Prometheus:
             f"no result for {expr!r} after {timeout:.0f}s; targets: {json.dumps(targets)}"
         )
 
-    def output(self) -> str:
-        return self._p.output() if self._p else ""
 
-
-class Alertmanager:
+class Alertmanager(_ConfiguredDaemon):
     """A throwaway Alertmanager (Debian's prometheus-alertmanager, clustering off) routing every
     alert to `webhook_url` at once: no grouping delay, so a test sees an alert when it fires.
 
     Entering waits for /-/ready and returns self; `target` is its host:port for Prometheus.
     """
 
+    tool = "prometheus-alertmanager"
+    config_file = "alertmanager.yml"
+
     def __init__(self, webhook_url: str, startup_timeout: float = 30.0) -> None:
+        super().__init__(startup_timeout)
         self.webhook_url = webhook_url
-        self.startup_timeout = startup_timeout
         self.port = free_port()
         self.target = f"{LOOPBACK}:{self.port}"
         self.url = f"http://{self.target}"
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._p: _Process | None = None
 
     def config(self) -> dict[str, Any]:
         return {
@@ -415,55 +442,19 @@ class Alertmanager:
             ],
         }
 
-    def __enter__(self) -> Alertmanager:
-        exe = require_tool("prometheus-alertmanager")
-        self._tmp = tempfile.TemporaryDirectory(prefix="ortel-am-")
-        work = Path(self._tmp.name)
-        cfg = work / "alertmanager.yml"
-        cfg.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML
-        argv = [
+    def argv(self, exe: str, cfg: Path, work: Path) -> list[str]:
+        return [
             exe,
             f"--config.file={cfg}",
             f"--storage.path={work / 'data'}",
             f"--web.listen-address={self.target}",
             "--cluster.listen-address=",  # no gossip port: one instance, nothing else bound
         ]
-        self._p = _Process(argv, work)
-        try:
-            why = _wait_http_ok(f"{self.url}/-/ready", self._p.proc, self.startup_timeout)
-        except BaseException:
-            self._cleanup()
-            raise
-        if why is not None:
-            out = self._p.output()
-            self._cleanup()
-            pytest.fail(f"alertmanager did not become ready: {why}\n{out}", pytrace=False)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        if self._p is not None:
-            self._p.stop(grace=10.0)
-            self._p.kill_group()
-            self._p = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
     def alerts(self) -> list[Any]:
         """The alerts Alertmanager holds now (API v2)."""
         _, _, body = http_get(f"{self.url}/api/v2/alerts", accept="application/json")
         return list(json.loads(body))
-
-    def output(self) -> str:
-        return self._p.output() if self._p else ""
 
 
 def sample_value(sample: Any) -> float:
