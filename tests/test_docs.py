@@ -56,7 +56,7 @@ def test_power_doc_table_is_current_and_lists_every_declared_metric():
     assert docs.render(text) == text, "run: python -m ortel.exporter.docs --write docs/power.md"
     from ortel.collectors.registry import BY_NAME
 
-    for name in ("rapl", "hwmon", "thermal", "nvml", "powermetrics", "estimate"):
+    for name in ("rapl", "hwmon", "thermal", "power_supply", "nvml", "powermetrics", "estimate"):
         assert BY_NAME[name].metrics, name
         for m in BY_NAME[name].metrics:
             row = next(line for line in text.splitlines() if line.startswith(f"| `{m.name}` |"))

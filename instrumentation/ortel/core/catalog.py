@@ -711,6 +711,100 @@ CPU_FREQUENCY_MAX = _define(
     ("cpu",),
     "ortel.cpu.frequency.max",
 )
+# Linux power supplies (power_supply collector): batteries, AC adapters, USB-C ports, UPSes.
+# power_supply is the supply's directory under /sys/class/power_supply (BAT0, AC, ...). Kept apart
+# from ortel_power_watts: a battery's discharge is the whole machine's draw, overlapping RAPL.
+PSU = ("power_supply",)
+POWER_SUPPLY_INFO = _define(
+    "ortel_power_supply_info",
+    "gauge",
+    "",
+    "Always 1 for each power supply the kernel lists; type is its type file (Battery, Mains, USB, "
+    "UPS, Wireless).",
+    PSU + ("type",),
+    "ortel.power_supply.info",
+)
+POWER_SUPPLY_STATUS = _define(
+    "ortel_power_supply_status",
+    "gauge",
+    "",
+    "1 for the supply's current status file value (charging, discharging, not_charging, full, "
+    "unknown), 0 for the others; for supplies that have a status file (batteries).",
+    PSU + ("status",),
+    "ortel.power_supply.status",
+    # Not ortel.status: that attribute is an inference's outcome (ok, error).
+    otel_attributes=(("ortel.power_supply.status", "status"),),
+)
+POWER_SUPPLY_ONLINE = _define(
+    "ortel_power_supply_online",
+    "gauge",
+    "",
+    "The supply's online file: 0 offline, 1 online, 2 online and programmable (USB); AC adapters "
+    "and USB ports.",
+    PSU,
+    "ortel.power_supply.online",
+)
+POWER_SUPPLY_CAPACITY = _define(
+    "ortel_power_supply_capacity_ratio",
+    "gauge",
+    "ratio",
+    "Charge of a battery as a share of its full charge (capacity, converted from percent).",
+    PSU,
+    "hw.battery.charge",
+    otel_attributes=(("hw.id", "power_supply"),),
+    otel_constants=(("hw.type", "battery"),),
+)
+POWER_SUPPLY_POWER = _define(
+    "ortel_power_supply_power_watts",
+    "gauge",
+    "watts",
+    "Power flowing into or out of the supply (power_now, converted from microwatts); a "
+    "discharging battery's is the whole machine's draw.",
+    PSU,
+    "ortel.power_supply.power",
+)
+POWER_SUPPLY_ENERGY = _define(
+    "ortel_power_supply_energy_joules",
+    "gauge",
+    "joules",
+    "Energy stored in a battery now (energy_now, converted from microwatt-hours).",
+    PSU,
+    "ortel.power_supply.energy",
+)
+POWER_SUPPLY_ENERGY_FULL = _define(
+    "ortel_power_supply_energy_full_joules",
+    "gauge",
+    "joules",
+    "Energy a battery holds when full, as it has aged (energy_full, converted from "
+    "microwatt-hours).",
+    PSU,
+    "ortel.power_supply.energy.full",
+)
+POWER_SUPPLY_ENERGY_FULL_DESIGN = _define(
+    "ortel_power_supply_energy_full_design_joules",
+    "gauge",
+    "joules",
+    "Energy a battery was designed to hold when full (energy_full_design, converted from "
+    "microwatt-hours).",
+    PSU,
+    "ortel.power_supply.energy.full_design",
+)
+POWER_SUPPLY_VOLTAGE = _define(
+    "ortel_power_supply_voltage_volts",
+    "gauge",
+    "volts",
+    "Voltage of the supply now (voltage_now, converted from microvolts).",
+    PSU,
+    "ortel.power_supply.voltage",
+)
+POWER_SUPPLY_CURRENT = _define(
+    "ortel_power_supply_current_amperes",
+    "gauge",
+    "amperes",
+    "Current flowing into or out of the supply (current_now, converted from microamperes).",
+    PSU,
+    "ortel.power_supply.current",
+)
 # NVIDIA GPUs (nvml collector): gpu is the NVML index, uuid the stable id, name the model.
 GPU_LABELS = ("gpu", "uuid", "name")
 GPU_UTILIZATION = _define(
