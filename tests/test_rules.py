@@ -235,7 +235,8 @@ CALLS = 100_000  # a minute
 
 def healthy_inputs(found: dict[str, Any], minutes: int) -> list[dict[str, str]]:
     """Errors 1 in 100,000 calls, no call slower than the SLA, energy flowing, every collector
-    up, no throttling, sensors cool, no label values dropped, no bad snapshot files."""
+    up, no throttling, sensors cool, no label values dropped, no bad snapshot files, two
+    instrumented processes reporting."""
     ok = series(found, c.INFERENCES.name, status="ok")
     err = {**ok, "status": "error"}
     model = ok["model"]
@@ -249,6 +250,8 @@ def healthy_inputs(found: dict[str, Any], minutes: int) -> list[dict[str, str]]:
         (sel("up", {"job": JOB, "instance": INSTANCE}), gauge(1, minutes)),
         (sel(c.MULTIPROC_BAD_FILES.name, series(found, c.MULTIPROC_BAD_FILES.name)),
          gauge(0, minutes)),
+        (sel(c.MULTIPROC_PROCESSES.name, series(found, c.MULTIPROC_PROCESSES.name, state="live")),
+         gauge(2, minutes)),
     ]  # fmt: skip
     for labels in found[c.COLLECTOR_SUCCESS.name]:
         out.append((sel(c.COLLECTOR_SUCCESS.name, {**labels, "job": JOB, "instance": INSTANCE}),
@@ -451,6 +454,14 @@ def unit_tests(found: dict[str, Any]) -> list[dict[str, Any]]:
         (c.MULTIPROC_BAD_FILES.name, bad, f"0x20 {counter(1, 40)}".replace(" 0+", " 1+")),
         fires("OrtelSnapshotsBad", "20m", "23m", [expected("OrtelSnapshotsBad", bad, "3")]),
     )
+
+    live = series(found, c.MULTIPROC_PROCESSES.name, state="live")
+    fault(
+        "instrumented processes stop reporting",
+        (c.MULTIPROC_PROCESSES.name, live, gauge(2, 20, 0, 40)),
+        fires("OrtelInstrumentedProcessesGone", "29m", "31m",
+              [expected("OrtelInstrumentedProcessesGone", live, "2")]),
+    )  # fmt: skip
 
     # Every ortel target gone from discovery: only another job's `up` left.
     inputs = [i for i in healthy_inputs(found, 60) if not i["series"].startswith("up{")]

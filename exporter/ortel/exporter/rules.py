@@ -456,6 +456,19 @@ def alert_rules(slo: Slo) -> list[dict[str, Any]]:
             "The daemon at {{ $labels.instance }} skipped {{ $value | humanize }} unreadable or "
             "malformed snapshot files in 10m: those processes' inference metrics are missing.",
         ),
+        _alert(
+            slo,
+            "OrtelInstrumentedProcessesGone",
+            # Had live writers within the hour, has none now: an instrumented service that
+            # stopped, or whose snapshots no longer land in the directory the daemon reads.
+            f'max_over_time({c.MULTIPROC_PROCESSES.name}{{state="live"}}[1h]) > 0\n'
+            f'and {c.MULTIPROC_PROCESSES.name}{{state="live"}} == 0',
+            "warning",
+            "No instrumented process reports to ortel at {{ $labels.instance }}.",
+            "{{ $value | humanize }} instrumented processes wrote snapshots to the daemon at "
+            "{{ $labels.instance }} within the last hour; none has for 10m.",
+            for_="10m",
+        ),
     ]
     return rules
 
