@@ -129,7 +129,8 @@ def discover(sysfs: Path) -> list[Chip]:
 
 def _sensors(chip_dir: Path) -> dict[tuple[str, int], dict[str, Path]]:
     # Sensor files live in hwmonN/ (the current ABI) or hwmonN/device/ (old drivers): both are
-    # read, as node_exporter reads both; where both have a file, hwmonN's wins.
+    # read, as node_exporter reads both. Where both have a file, hwmonN's (the current ABI)
+    # wins here; node_exporter takes device/'s. No real driver writes both.
     sensors: dict[tuple[str, int], dict[str, Path]] = {}
     for attrs in (chip_dir / "device", chip_dir):
         try:
