@@ -269,3 +269,26 @@ def test_bucket_counts_equal_a_binary_search_per_value(values, bounds):
     got = _add_buckets(start, arr, b, int(arr.min()), int(arr.max()))
     want = np.bincount(np.searchsorted(b, arr, side="left"), minlength=len(b) + 1)
     assert got == [s + int(w) for s, w in zip(start, want)]
+
+
+def test_the_flusher_thread_blocks_process_signals(tmp_path):
+    """A SIGTERM must never be delivered to ortel's thread: a program that blocks it in its main
+    thread around a critical section (billiard's pool children) gets it only when it unblocks."""
+    import signal
+    from pathlib import Path
+
+    rec = Recorder()
+    rec.series("m", "cpu")  # starts the flusher
+    flusher = rec._flusher
+    assert flusher is not None and flusher.native_id is not None
+    status = Path(f"/proc/self/task/{flusher.native_id}/status")
+    deadline = time.monotonic() + 5
+    while True:  # the thread blocks them first thing: wait until it has run that far
+        line = next(ln for ln in status.read_text().splitlines() if ln.startswith("SigBlk:"))
+        blocked = int(line.split()[1], 16)
+        if blocked or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        assert blocked & (1 << (sig - 1)), sig.name
+    rec.close()

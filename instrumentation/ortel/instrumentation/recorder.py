@@ -416,10 +416,24 @@ def _flops(value: float) -> float:
     return v
 
 
+# Process signals the flusher thread never takes: the kernel hands each to a thread that does not
+# block it, so they reach the application's threads only. A program that blocks one in its main
+# thread around a critical section (billiard does, with SIGTERM, while it writes under a lock
+# shared by every pool child) then gets it when it unblocks, not in ortel's thread at a point
+# where Python would run the handler in the middle of that section.
+_BLOCKED_IN_FLUSHER = {
+    getattr(signal, name)
+    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGCHLD")
+    if hasattr(signal, name)
+}
+
+
 def _flush_loop(ref: weakref.ref[Recorder], stop: threading.Event) -> None:
     # Holds only a weak reference so a discarded test recorder is collected with its thread.
     # Folding often also keeps the buffers to a fraction of a second of calls, which bounds a
     # busy process's memory (and its heap's high-water mark).
+    if hasattr(signal, "pthread_sigmask"):  # not on Windows, which has no such signals
+        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_IN_FLUSHER)
     while not stop.wait(FLUSH_INTERVAL):
         rec = ref()
         if rec is None:
