@@ -71,7 +71,13 @@ def test_sampled_inferences_become_operator_metrics():
     conv = got[(c.OPERATOR_DURATION.name, ("cnn", "Conv", CPU))]
     assert conv.count == 5 * n and conv.sum > 0  # five convolutions per inference
     shares = {k[1][1]: v for k, v in got.items() if k[0] == c.OPERATOR_SHARE.name}
-    assert sum(shares.values()) == pytest.approx(1.0) and max(shares, key=shares.get) == "Conv"
+    # Each type's share of the summed operator time (which type is largest is timing, and on
+    # a loaded machine a two-sample profile can put a small op on top).
+    spent = {k[1][1]: v.sum for k, v in got.items() if k[0] == c.OPERATOR_DURATION.name}
+    assert set(shares) == set(spent) and "Conv" in shares
+    assert sum(shares.values()) == pytest.approx(1.0)
+    for op, share in shares.items():
+        assert share == pytest.approx(spent[op] / sum(spent.values()), rel=1e-9)
     assert got[(c.OPERATOR_SAMPLES.name, ("cnn",))] == n
     assert got[(c.GRAPH_NODES.name, ("cnn", CPU))] == 11
     assert got[(c.GRAPH_MEMCPY_NODES.name, ("cnn",))] == 0
