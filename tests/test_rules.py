@@ -484,7 +484,15 @@ def test_promtool_unit_tests_cover_every_alert(demo_series, tmp_path):
     covered = {t["alertname"] for u in tests for t in u["alert_rule_test"] if t["exp_alerts"]}
     assert covered == set(ALERTS), f"alerts no test fires: {set(ALERTS) - covered}"
     (tmp_path / "ortel-rules.yml").write_text(COMMITTED.read_text())
-    spec = {"rule_files": ["ortel-rules.yml"], "evaluation_interval": "1m", "tests": tests}
+    # promtool evaluates groups in no fixed order; Prometheus runs them side by side. Recorded
+    # SLIs first, then the alerts that read them, so each $value is this minute's, not the last.
+    order = [g["name"] for g in r.groups(r.Slo())]
+    spec = {
+        "rule_files": ["ortel-rules.yml"],
+        "evaluation_interval": "1m",
+        "group_eval_order": order,
+        "tests": tests,
+    }
     (tmp_path / "tests.yml").write_text(json.dumps(spec, indent=1))  # JSON is valid YAML
     out = promtool("test", "rules", "tests.yml", cwd=tmp_path)
     assert out.returncode == 0, (out.stdout + out.stderr)[-30000:]
