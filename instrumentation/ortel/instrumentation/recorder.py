@@ -548,9 +548,9 @@ def _flush_at_celery_exit(**kwargs: object) -> None:
 
     Right after this, billiard writes the child's exit message under a lock shared with the other
     children, with SIGTERM blocked in the main thread only; on a cold shutdown SIGTERMs keep
-    coming, and one delivered to the flusher thread would kill the child holding that lock and
-    hang the pool. So the flusher is stopped first, and SIGTERM held off until the snapshot is
-    written (a pending one then acts as it would have).
+    coming. The flusher never takes one (it blocks them, see ``_BLOCKED_IN_FLUSHER``); it is
+    stopped here so the child exits with only its main thread writing, and SIGTERM is held off
+    until the snapshot is written (a pending one then acts as it would have).
     """
     RECORDER._stop.set()
     flusher = RECORDER._flusher
